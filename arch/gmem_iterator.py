@@ -1,0 +1,107 @@
+"""Global→shared tile movers (TurboMind's ``BaseGmemIterator`` family).
+
+One interface for every pipeline strategy: ``partition`` once per CTA, then per tile either
+``prefetch`` (asynchronous copy straight into a shared-memory slot, Sm80) or ``load`` into
+registers followed later by ``save`` to shared memory (Sm70), and ``clear_smem`` for rows past the
+end of the sequence, which must read as zeros (a NaN left in V would survive ``0 · NaN``).
+
+Rows are predicated per 16-byte vector row group; columns never are (head dims are whole tiles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+from cutlass.cute.nvgpu import cpasync
+
+from cute_attention.arch.thread_map import ACCESS_BITS, ThreadMap
+
+
+@dataclass(frozen=True)
+class CopyPartition:
+    """One thread's share of a tiled copy (CuTe naming: tXgX source, tXsX destination)."""
+
+    src: Any  # (CPY, CPY_ROWS, CPY_COLS, tiles) global-memory view, or (CPY, CPY_ROWS, CPY_COLS)
+    dst: Any  # (CPY, CPY_ROWS, CPY_COLS, slot) shared-memory view, or (CPY, CPY_ROWS, CPY_COLS)
+    row0: Any  # this thread's first row inside the tile
+    t0_rows: Any  # (CPY_ROWS,) compile-time first rows of thread 0's row groups
+
+
+class GmemIterator:
+    """Base: the thread map and partitioning; subclasses choose the copy instruction."""
+
+    def __init__(self, dtype: type[cutlass.Numeric], rows: int, cols: int, threads: int):
+        self.dtype = dtype
+        self.rows = rows
+        self.cols = cols
+        self.thread_map = ThreadMap(threads, cols, dtype.width)
+
+    def copy_atom(self) -> cute.CopyAtom:
+        raise NotImplementedError
+
+    def tiled_copy(self) -> cute.TiledCopy:
+        return self.thread_map.tiled_copy(self.copy_atom())
+
+    @cute.jit
+    def partition(self, tidx: Int32, src: cute.Tensor, dst: cute.Tensor) -> CopyPartition:
+        """Partition a source and a destination view, each ``(rows, cols[, tiles or slots])``."""
+        tiled = self.tiled_copy()
+        thr = tiled.get_slice(tidx)
+        c = cute.make_identity_tensor((self.rows, self.cols))
+        tXcX = thr.partition_S(c)
+        t0XcX = tiled.get_slice(0).partition_S(c)
+        t0_rows = [t0XcX[0, m, 0][0] for m in range(cute.size(tXcX.shape[1]))]
+        return CopyPartition(
+            src=thr.partition_S(src), dst=thr.partition_D(dst), row0=tXcX[0][0], t0_rows=t0_rows
+        )
+
+    @cute.jit
+    def clear_smem(self, part: CopyPartition, slot: Int32, row_limit: Int32):
+        """Write zeros into the rows of ``slot`` at or past ``row_limit``."""
+        dst = part.dst[None, None, None, slot]
+        for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
+            if part.t0_rows[m] >= row_limit - part.row0:
+                dst[None, m, None].fill(0)
+
+
+class Sm80GmemIterator(GmemIterator):
+    """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
+
+    def copy_atom(self) -> cute.CopyAtom:
+        op = cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL)
+        return cute.make_copy_atom(op, self.dtype, num_bits_per_copy=ACCESS_BITS)
+
+    @cute.jit
+    def prefetch(self, part: CopyPartition, src: cute.Tensor, dst: cute.Tensor,
+                 row_limit: Int32, predicate_rows: cutlass.Constexpr):
+        """Issue the copies of one tile (``src``/``dst`` already indexed to ``(CPY, ROWS, COLS)``)."""
+        tiled = self.tiled_copy()
+        if cutlass.const_expr(predicate_rows):
+            for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
+                if part.t0_rows[m] < row_limit - part.row0:
+                    cute.copy(tiled, src[None, m, None], dst[None, m, None])
+                else:
+                    dst[None, m, None].fill(0)
+        else:
+            cute.copy(tiled, src, dst)
+
+
+class StoreIterator(GmemIterator):
+    """Shared→global 16-byte stores of the output tile, rows past the limit skipped."""
+
+    def copy_atom(self) -> cute.CopyAtom:
+        return cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=ACCESS_BITS)
+
+    @cute.jit
+    def store(self, part: CopyPartition, row_limit: Int32):
+        """``part.src`` is the shared tile, ``part.dst`` the global one."""
+        tiled = self.tiled_copy()
+        rO = cute.make_fragment_like(part.src, self.dtype)
+        cute.autovec_copy(part.src, rO)
+        for m in cutlass.range_constexpr(cute.size(rO.shape[1])):
+            if part.t0_rows[m] < row_limit - part.row0:
+                cute.copy(tiled, rO[None, m, None], part.dst[None, m, None])

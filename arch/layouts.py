@@ -1,0 +1,51 @@
+"""Swizzled shared-memory layouts for Q/K/V/O tiles (shared by every generation that uses ldmatrix).
+
+A tile row of ``head_dim`` 16-bit elements is cut into atoms of 64, 32 or 16 columns (128, 64 or
+32 bytes); inside an 8-row atom the 16-byte chunk index is XOR-ed with the row, so that the eight
+rows an ``ldmatrix`` reads, and the eight 16-byte vectors a warp's cp.async writes, fall in
+distinct banks (TurboMind's ``SmemLayoutV2<.., Swizzle<3,3,3>>``).
+"""
+
+from __future__ import annotations
+
+import cutlass.cute as cute
+
+SMEM_ATOM_ROWS = 8
+
+
+def smem_atom_cols(head_dim: int) -> int:
+    """Width in elements of one swizzle atom for a 16-bit tile with ``head_dim`` columns."""
+    for cols in (64, 32, 16):
+        if head_dim % cols == 0:
+            return cols
+    raise ValueError(f"head_dim must be a multiple of 16, got {head_dim}")
+
+
+def smem_layout_atom(head_dim: int) -> cute.ComposedLayout:
+    """Swizzled ``(8, cols)`` row-major atom for 16-bit elements."""
+    cols = smem_atom_cols(head_dim)
+    bits = {64: 3, 32: 2, 16: 1}[cols]
+    return cute.make_composed_layout(
+        cute.make_swizzle(bits, 3, 3),
+        0,
+        cute.make_layout((SMEM_ATOM_ROWS, cols), stride=(cols, 1)),
+    )
+
+
+def smem_tile_layout(rows: int, head_dim: int, stages: int | None = None) -> cute.ComposedLayout:
+    """``(rows, head_dim)`` tile, or a ring of ``stages`` such tiles ``(rows, head_dim, stages)``."""
+    atom = smem_layout_atom(head_dim)
+    if stages is None:
+        return cute.tile_to_shape(atom, (rows, head_dim), (0, 1))
+    return cute.tile_to_shape(atom, (rows, head_dim, stages), (0, 1, 2))
+
+
+def transposed_view(t: cute.Tensor) -> cute.Tensor:
+    """View an ``(rows, cols, ...)`` shared-memory tensor as ``(cols, rows, ...)`` (V for P·V)."""
+    shape = (t.shape[1], t.shape[0], *t.shape[2:])
+    order = (1, 0, *range(2, cute.rank(t)))
+    return cute.composition(t, cute.make_ordered_layout(shape, order=order))
+
+
+def tile_bytes(rows: int, head_dim: int, elem_bytes: int = 2) -> int:
+    return rows * head_dim * elem_bytes

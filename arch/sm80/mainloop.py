@@ -1,0 +1,142 @@
+"""Multistage cp.async mainloop (TurboMind's ``Mainloop<Sm80_CpAsync<Stages>, Impl>``).
+
+Shared memory holds a ring of ``stages`` slots, each one K or V tile; loads alternate
+K(t), V(t), K(t+1), ... where ``t`` walks the KV tiles from the last one down. Load ``j`` lives in
+slot ``j % stages``. ``stages - 1`` loads are in flight when load ``j`` is consumed:
+
+    wait until load j landed (cp.async.wait_group stages-2) ; barrier
+    issue load j + stages - 1 into the slot load j - 1 used (every thread is past it)
+    compute on load j
+
+One barrier per load, as in FlashAttention-2 for ``stages = 2``. The walk has three phases:
+``back`` tiles masked by the right bound / seqlen_k, ``mid`` unmasked tiles, ``front`` tiles masked
+by the sliding window's left bound; the first tile is peeled (full mask, no rescale of O).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+
+from cute_attention.arch.gmem_iterator import Sm80GmemIterator
+from cute_attention.index_math import imax, imin
+from cute_attention.masks import MaskSpec, TileMask
+
+
+@dataclass(frozen=True)
+class MainloopArgs:
+    """Everything one CTA's mainloop reads (built by the kernel object's prologue)."""
+
+    impl: Any
+    st: Any  # ImplState
+    softmax: Any
+    acc_O: Any
+    it: Any  # gmem iterator of K/V tiles
+    k_part: Any  # CopyPartition of K tiles into the ring
+    v_part: Any  # CopyPartition of V tiles into the ring
+    sched: Any  # TileSchedule
+    q_start: Any
+    seqlen_q: Any
+    seqlen_k: Any
+    window_left: Any
+    window_right: Any
+    mask: MaskSpec
+
+
+@dataclass(frozen=True)
+class Sm80CpAsync:
+    """Pipeline strategy: ``stages``-deep ring of cp.async K/V loads (``stages >= 2``)."""
+
+    stages: int = 2
+    name: str = "cpasync"
+
+    def __post_init__(self):
+        if self.stages < 2:
+            raise ValueError(f"stages must be >= 2, got {self.stages}")
+
+    @property
+    def kv_slots(self) -> int:
+        return self.stages
+
+    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> Sm80GmemIterator:
+        return Sm80GmemIterator(dtype, rows, cols, threads)
+
+    @cute.jit
+    def load_q(self, it: Sm80GmemIterator, part, row_limit: Int32):
+        it.prefetch(part, part.src, part.dst, row_limit, True)
+        cute.arch.cp_async_commit_group()
+
+    # ---- loads ----
+    @cute.jit
+    def issue(self, a: MainloopArgs, j_tile, is_v: cutlass.Constexpr, slot, residue: cutlass.Constexpr):
+        """Start the copy of K (or V) of walk step ``j_tile`` into ``slot``; nothing past the last tile."""
+        part = a.v_part if cutlass.const_expr(is_v) else a.k_part
+        total = a.sched.n_hi - a.sched.n_lo
+        if j_tile < total:
+            n = a.sched.n_hi - 1 - j_tile
+            tile_n = a.impl.tile_n
+            a.it.prefetch(part, part.src[None, None, None, n], part.dst[None, None, None, slot],
+                          a.seqlen_k - n * tile_n, residue)
+
+    def slot_of(self, t, offset: int):
+        """Ring slot of load ``2t + offset``; compile-time when ``t`` is or ``stages`` makes it so."""
+        if isinstance(t, int):
+            return (2 * t + offset) % self.stages
+        if self.stages == 2:
+            return offset % 2
+        return (2 * t + offset) % self.stages
+
+    def refill_plan(self, t, consumed: int):
+        """The load issued when load ``2t + consumed`` is consumed: (walk step, is V, slot, residue)."""
+        ahead = consumed + self.stages - 1
+        j_tile = t + ahead // 2
+        residue = isinstance(t, int) and t + ahead // 2 == 0
+        return j_tile, ahead % 2 == 1, self.slot_of(t, ahead), residue
+
+    @cute.jit
+    def wait_and_issue(self, a: MainloopArgs, t, consumed: cutlass.Constexpr):
+        """Load ``2t + consumed`` is about to be consumed: wait for it, then refill the ring."""
+        cute.arch.cp_async_wait_group(self.stages - 2)
+        cute.arch.barrier()
+        j_tile, is_v, slot, residue = self.refill_plan(t, consumed)
+        self.issue(a, j_tile, is_v, slot, residue)
+        cute.arch.cp_async_commit_group()
+
+    # ---- one KV tile ----
+    @cute.jit
+    def step(self, a: MainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
+        impl = a.impl
+        self.wait_and_issue(a, t, 0)
+        acc_S = impl.compute_qk(a.st, self.slot_of(t, 0))
+        if cutlass.const_expr(mask is not None):
+            impl.mask_scores(a.st, acc_S, a.q_start, a.sched.n_hi - 1 - t, a.seqlen_q, a.seqlen_k,
+                             a.window_left, a.window_right, mask)
+        impl.softmax_step(a.softmax, acc_S, a.acc_O, is_first)
+        tOrP = impl.convert_p(acc_S)
+        self.wait_and_issue(a, t, 1)
+        impl.compute_pv(a.st, tOrP, a.acc_O, self.slot_of(t, 1))
+
+    @cute.jit
+    def run(self, a: MainloopArgs):
+        total = a.sched.n_hi - a.sched.n_lo
+        if total > 0:
+            for j in cutlass.range_constexpr(self.stages - 1):
+                self.issue(a, j // 2, j % 2 == 1, j, j < 2)
+                cute.arch.cp_async_commit_group()
+            back_mask = TileMask.back(a.mask)
+            self.step(a, 0, back_mask, True)
+            back = imax(a.sched.back, 1)
+            front = imin(a.sched.front, total - back)
+            mid_end = total - front
+            for t in cutlass.range(1, back, unroll=1):
+                self.step(a, t, back_mask, False)
+            for t in cutlass.range(back, mid_end, unroll=1):
+                self.step(a, t, None, False)
+            if cutlass.const_expr(a.mask.has_left):
+                for t in cutlass.range(mid_end, total, unroll=1):
+                    self.step(a, t, TileMask.front(a.mask), False)
+        cute.arch.cp_async_wait_group(0)

@@ -1,0 +1,300 @@
+"""Impl: the math of one warp-level MMA family (TurboMind's ``Impl<MMA_*, ...>``).
+
+An Impl owns fragment shapes, the shared-memory layouts it reads, and the per-tile math:
+``compute_qk`` (S = Q·Kᵀ), the online softmax over the accumulator's rows, ``convert_p``,
+``compute_pv`` (O += P·V), ``merge`` (warps that split the KV tile combine their partial M, L, O)
+and ``store_o``. It knows nothing of where tiles come from or how loads are pipelined.
+
+Warps are arranged ``warps_q × warps_s``: ``warps_q`` warps split the query rows, ``warps_s``
+groups of them each take a contiguous ``tile_n / warps_s`` slice of every KV tile and run their
+own online softmax; ``merge`` reduces the groups through shared memory at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32
+from cutlass.cute.nvgpu import warp
+
+from cute_attention.arch.layouts import smem_tile_layout, transposed_view
+from cute_attention.masks import apply_mask
+from cute_attention.softmax import OnlineSoftmax
+
+WARP = 32
+
+
+@dataclass(frozen=True)
+class ImplTiles:
+    """Tuning choices of a warp-MMA Impl (hashable: part of the compile key)."""
+
+    tile_m: int = 128
+    tile_n: int = 64
+    warps_q: int = 4
+    warps_s: int = 1
+
+    @property
+    def threads(self) -> int:
+        return self.warps_q * self.warps_s * WARP
+
+
+@dataclass(frozen=True)
+class ImplState:
+    """Per-thread partitions built once per CTA (CuTe naming: tSrQ = thread partition for S, in registers)."""
+
+    tq: Any  # thread index inside its warp_s group
+    ws: Any  # warp_s group of this thread
+    thr_mma: Any
+    tSrQ: Any  # (MMA, MMA_M, MMA_K) Q fragments
+    tSrK: Any  # (MMA, MMA_N, MMA_K) K fragments
+    tOrVt: Any  # (MMA, MMA_D, MMA_KV) V fragments
+    tSsQ: Any  # (CPY, CPY_M, CPY_K) ldmatrix source view of sQ
+    tSsK: Any  # (CPY, CPY_N, CPY_K, slot) ldmatrix source view of this group's K rows, every ring slot
+    tOsVt: Any  # (CPY, CPY_D, CPY_KV, slot) ldmatrix (transposed) source view of V
+    copy_Q: Any
+    copy_K: Any
+    copy_V: Any
+    tScS_mn: Any  # (rows, cols) tile coordinates of this thread's scores
+    t0ScS_mn: Any  # the same for thread 0 (compile-time columns)
+    tOcO_mn: Any  # (rows, cols) tile coordinates of this thread's outputs
+
+
+class WarpMmaImpl:
+    """Attention math on ``mma.sync`` m16n8k{K} tensor-core atoms with ldmatrix operand loads."""
+
+    mma_k: int = 16
+    name = "warp_mma"
+
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: ImplTiles):
+        self.dtype = dtype
+        self.head_dim = head_dim
+        self.tile_m = tiles.tile_m
+        self.tile_n = tiles.tile_n
+        self.warps_q = tiles.warps_q
+        self.warps_s = tiles.warps_s
+        self.threads = tiles.threads
+        self.group_threads = self.warps_q * WARP
+        self.slice_n = self.tile_n // self.warps_s
+        self.check_tiles()
+
+    # ---- static checks and sizes (host side, plain Python) ----
+    def check_tiles(self) -> None:
+        m_step = self.warps_q * 16
+        if self.tile_m % m_step:
+            raise ValueError(f"tile_m={self.tile_m} must be a multiple of warps_q*16={m_step}")
+        if self.tile_n % self.warps_s or self.slice_n % 16:
+            raise ValueError(f"tile_n/warps_s must be a multiple of 16 (tile_n={self.tile_n})")
+        if self.head_dim % 16:
+            raise ValueError(f"head_dim must be a multiple of 16, got {self.head_dim}")
+
+    def merge_bytes(self) -> int:
+        """Shared memory the cross-warp merge needs: partial O of every extra group plus M and L."""
+        if self.warps_s == 1:
+            return 0
+        return (self.warps_s - 1) * self.tile_m * self.head_dim * 4 + 2 * self.warps_s * self.tile_m * 4
+
+    # ---- compile-time objects ----
+    def tiled_mma(self) -> cute.TiledMma:
+        op = warp.MmaF16BF16Op(self.dtype, Float32, (16, 8, self.mma_k))
+        return cute.make_tiled_mma(
+            op, (self.warps_q, 1, 1), permutation_mnk=(self.warps_q * 16, 16, 16)
+        )
+
+    def q_layout(self):
+        return smem_tile_layout(self.tile_m, self.head_dim)
+
+    def kv_ring_layout(self, slots: int):
+        return smem_tile_layout(self.tile_n, self.head_dim, slots)
+
+    # ---- per-CTA setup ----
+    @cute.jit
+    def make_state(self, tidx: Int32, sQ: cute.Tensor, sKV: cute.Tensor) -> ImplState:
+        tiled_mma = self.tiled_mma()
+        tq = tidx % self.group_threads
+        ws = tidx // self.group_threads
+        if cutlass.const_expr(self.warps_s > 1):
+            # (slice_n, D, slot): this group's rows of every K/V ring slot
+            sKV = cute.local_tile(sKV, (self.slice_n, self.head_dim, sKV.shape[2]), (ws, 0, 0))
+        sVt = transposed_view(sKV)
+        thr_mma = tiled_mma.get_slice(tq)
+        tSrQ = thr_mma.make_fragment_A(thr_mma.partition_A(sQ))
+        tSrK = thr_mma.make_fragment_B(thr_mma.partition_B(sKV[None, None, 0]))
+        tOrVt = thr_mma.make_fragment_B(thr_mma.partition_B(sVt[None, None, 0]))
+        ldsm = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=4)
+        ldsm_t = warp.LdMatrix8x8x16bOp(transpose=True, num_matrices=4)
+        copy_Q = cute.make_tiled_copy_A(cute.make_copy_atom(ldsm, self.dtype), tiled_mma).get_slice(tq)
+        copy_K = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm, self.dtype), tiled_mma).get_slice(tq)
+        copy_V = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm_t, self.dtype), tiled_mma).get_slice(tq)
+        cS = cute.make_identity_tensor((self.tile_m, self.slice_n))
+        cO = cute.make_identity_tensor((self.tile_m, self.head_dim))
+        return ImplState(
+            tq=tq,
+            ws=ws,
+            thr_mma=thr_mma,
+            tSrQ=tSrQ,
+            tSrK=tSrK,
+            tOrVt=tOrVt,
+            tSsQ=copy_Q.partition_S(sQ),
+            tSsK=copy_K.partition_S(sKV),
+            tOsVt=copy_V.partition_S(sVt),
+            copy_Q=copy_Q,
+            copy_K=copy_K,
+            copy_V=copy_V,
+            tScS_mn=self.rows_cols_view(thr_mma.partition_C(cS)),
+            t0ScS_mn=self.rows_cols_view(tiled_mma.get_slice(0).partition_C(cS)),
+            tOcO_mn=self.rows_cols_view(thr_mma.partition_C(cO)),
+        )
+
+    @cute.jit
+    def make_acc_O(self, st: ImplState) -> cute.Tensor:
+        acc_O = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.head_dim)), Float32)
+        acc_O.fill(0.0)
+        return acc_O
+
+    def make_softmax(self, scale_log2: Float32, acc_O: cute.Tensor) -> OnlineSoftmax:
+        return OnlineSoftmax(scale_log2, cute.size(self.rows_cols_view(acc_O).shape[0]), row_threads=4)
+
+    # ---- layout views of the m16n8 accumulator ----
+    @staticmethod
+    def rows_cols_view(acc: cute.Tensor) -> cute.Tensor:
+        """View an accumulator ``((2, 2), MMA_M, MMA_N)`` as ``((2, MMA_M), (2, MMA_N))`` rows × cols."""
+        shape = acc.layout.shape
+        compact = cute.make_layout(shape)
+        view = cute.make_layout(
+            ((shape[0][1], shape[1]), (shape[0][0], shape[2])),
+            stride=((compact.stride[0][1], compact.stride[1]), (compact.stride[0][0], compact.stride[2])),
+        )
+        return cute.make_tensor(acc.iterator, cute.composition(acc.layout, view))
+
+    def p_as_operand_a(self, rP: cute.Tensor) -> cute.Tensor:
+        """Reuse the m16n8 accumulators of P as m16n8k{K} A operands: K/8 adjacent N atoms form one K atom."""
+        group = self.mma_k // 8
+        if group == 1:
+            return rP
+        div = cute.logical_divide(rP.layout, (None, None, group))
+        frag = cute.make_layout(
+            ((div.shape[0], div.shape[2][0]), div.shape[1], div.shape[2][1]),
+            stride=((div.stride[0], div.stride[2][0]), div.stride[1], div.stride[2][1]),
+        )
+        return cute.make_tensor(rP.iterator, frag)
+
+    # ---- per-tile math ----
+    @cute.jit
+    def compute_qk(self, st: ImplState, slot: Int32) -> cute.Tensor:
+        """S = Q·Kᵀ for this group's KV slice, K read from ring ``slot``; ldmatrix one k-block ahead."""
+        tiled_mma = self.tiled_mma()
+        acc_S = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.slice_n)), Float32)
+        acc_S.fill(0.0)
+        tSsK = st.tSsK[None, None, None, slot]
+        tSrQ_view = st.copy_Q.retile(st.tSrQ)
+        tSrK_view = st.copy_K.retile(st.tSrK)
+        num_k = cute.size(st.tSsQ.shape[2])
+        cute.copy(st.copy_Q, st.tSsQ[None, None, 0], tSrQ_view[None, None, 0])
+        cute.copy(st.copy_K, tSsK[None, None, 0], tSrK_view[None, None, 0])
+        for k in cutlass.range_constexpr(num_k):
+            if cutlass.const_expr(k + 1 < num_k):
+                cute.copy(st.copy_Q, st.tSsQ[None, None, k + 1], tSrQ_view[None, None, k + 1])
+                cute.copy(st.copy_K, tSsK[None, None, k + 1], tSrK_view[None, None, k + 1])
+            cute.gemm(tiled_mma, acc_S, st.tSrQ[None, None, k], st.tSrK[None, None, k], acc_S)
+        return acc_S
+
+    @cute.jit
+    def mask_scores(self, st: ImplState, acc_S: cute.Tensor, q_start: Int32, n_tile: Int32,
+                    seqlen_q: Int32, seqlen_k: Int32, window_left: Int32, window_right: Int32,
+                    mask: cutlass.Constexpr):
+        col_base = n_tile * self.tile_n + st.ws * self.slice_n
+        apply_mask(self.rows_cols_view(acc_S), st.tScS_mn, st.t0ScS_mn, q_start, col_base,
+                   seqlen_q, seqlen_k, window_left, window_right, mask)
+
+    @cute.jit
+    def softmax_step(self, softmax: OnlineSoftmax, acc_S: cute.Tensor, acc_O: cute.Tensor,
+                     is_first: cutlass.Constexpr):
+        softmax.update(self.rows_cols_view(acc_S), self.rows_cols_view(acc_O), is_first)
+
+    @cute.jit
+    def convert_p(self, acc_S: cute.Tensor) -> cute.Tensor:
+        rP = cute.make_fragment_like(acc_S, self.dtype)
+        rP.store(acc_S.load().to(self.dtype))
+        return self.p_as_operand_a(rP)
+
+    @cute.jit
+    def compute_pv(self, st: ImplState, tOrP: cute.Tensor, acc_O: cute.Tensor, slot: Int32):
+        """O += P·V for this group's KV slice, V read (transposed by ldmatrix) from ring ``slot``."""
+        tiled_mma = self.tiled_mma()
+        tOsVt = st.tOsVt[None, None, None, slot]
+        tOrVt_view = st.copy_V.retile(st.tOrVt)
+        num_k = cute.size(tOrP.shape[2])
+        cute.copy(st.copy_V, tOsVt[None, None, 0], tOrVt_view[None, None, 0])
+        for k in cutlass.range_constexpr(num_k):
+            if cutlass.const_expr(k + 1 < num_k):
+                cute.copy(st.copy_V, tOsVt[None, None, k + 1], tOrVt_view[None, None, k + 1])
+            cute.gemm(tiled_mma, acc_O, tOrP[None, None, k], st.tOrVt[None, None, k], acc_O)
+
+    # ---- end of the mainloop ----
+    @cute.jit
+    def merge(self, st: ImplState, softmax: OnlineSoftmax, acc_O: cute.Tensor, smem_merge: cute.Pointer):
+        """Combine the ``warps_s`` groups' (M, L, O) through shared memory; group 0 ends with the result.
+
+        ``M* = max Mi``, ``L* = Σ exp2((Mi − M*)·s)·Li``, ``O* = Σ exp2((Mi − M*)·s)·Oi``. The caller has
+        drained every copy into the ring, which ``smem_merge`` aliases, and synchronized.
+        """
+        rows = softmax.num_rows
+        frag = cute.size(acc_O)
+        # (tile_m, warps_s) running maxima and sums of every group
+        sM = cute.make_tensor(smem_merge, cute.make_layout((self.tile_m, self.warps_s), stride=(1, self.tile_m)))
+        sL = cute.make_tensor(sM.iterator + self.tile_m * self.warps_s, sM.layout)
+        # (frag, group_threads, warps_s - 1) partial O of groups 1.., in fragment order (conflict-free)
+        sO = cute.make_tensor(
+            sM.iterator + 2 * self.tile_m * self.warps_s,
+            cute.make_layout((frag, self.group_threads, self.warps_s - 1),
+                             stride=(self.group_threads, 1, frag * self.group_threads)),
+        )
+        acc_O_mn = self.rows_cols_view(acc_O)
+        row_max = softmax.row_max
+        row_sum = softmax.row_sum
+        lane_col0 = st.tScS_mn[0, 0][1] == 0
+        if lane_col0:
+            for r in cutlass.range_constexpr(rows):
+                sM[st.tScS_mn[r, 0][0], st.ws] = row_max[r]
+        cute.arch.barrier()
+        for r in cutlass.range_constexpr(rows):
+            row = st.tScS_mn[r, 0][0]
+            m_all = sM[row, 0]
+            for w in cutlass.range_constexpr(1, self.warps_s):
+                m_all = cute.arch.fmax(m_all, sM[row, w])
+            safe = 0.0 if m_all == -Float32.inf else m_all
+            alpha = cute.math.exp2((row_max[r] - safe) * softmax.scale_log2, fastmath=True)
+            row_max[r] = m_all
+            row_sum[r] = row_sum[r] * alpha
+            acc_O_mn[r, None].store(acc_O_mn[r, None].load() * alpha)
+        if lane_col0:
+            for r in cutlass.range_constexpr(rows):
+                sL[st.tScS_mn[r, 0][0], st.ws] = row_sum[r]
+        if st.ws > 0:
+            for i in cutlass.range(frag, unroll_full=True):
+                sO[i, st.tq, st.ws - 1] = acc_O[i]
+        cute.arch.barrier()
+        if st.ws == 0:
+            for i in cutlass.range(frag, unroll_full=True):
+                total = acc_O[i]
+                for w in cutlass.range_constexpr(self.warps_s - 1):
+                    total = total + sO[i, st.tq, w]
+                acc_O[i] = total
+            for r in cutlass.range_constexpr(rows):
+                row = st.tScS_mn[r, 0][0]
+                total = sL[row, 0]
+                for w in cutlass.range_constexpr(1, self.warps_s):
+                    total = total + sL[row, w]
+                row_sum[r] = total
+
+    @cute.jit
+    def store_o(self, st: ImplState, acc_O: cute.Tensor, sO: cute.Tensor):
+        """Convert the normalized accumulators to the output type and write them to ``sO``."""
+        rO = cute.make_fragment_like(acc_O, self.dtype)
+        rO.store(acc_O.load().to(self.dtype))
+        atom = cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=32)
+        copy_O = cute.make_tiled_copy_C(atom, self.tiled_mma()).get_slice(st.tq)
+        cute.copy(copy_O, copy_O.retile(rO), copy_O.partition_D(sO))

@@ -1,0 +1,80 @@
+"""Shared benchmark helpers: environment record, median timing, peers."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+
+
+def environment() -> dict:
+    import cutlass
+    import torch
+
+    p = torch.cuda.get_device_properties(0)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    return {
+        "gpu": p.name, "sm": f"{p.major}{p.minor}", "sms": p.multi_processor_count,
+        "torch": torch.__version__, "cuda": torch.version.cuda, "cutlass_dsl": cutlass.__version__,
+        "python": platform.python_version(), "commit": commit or "unknown",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def bench_ms(fn, warmup: int = 25, rep: int = 100) -> float:
+    """Median milliseconds of ``fn`` (CUDA events via triton's do_bench, L2 flushed between runs)."""
+    from triton.testing import do_bench
+
+    return do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
+
+
+def host_us_per_call(fn, calls: int = 2000) -> float:
+    """Wall-clock µs per call on a tiny problem, where the CPU side, not the GPU, is the bottleneck."""
+    import torch
+
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def sdpa_peers(causal: bool):
+    """torch SDPA backends as callables on BSHD tensors (views transposed to BHSD, no copies)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def make(backend):
+        def run(q, k, v):
+            with sdpa_kernel(backend):
+                return torch.nn.functional.scaled_dot_product_attention(
+                    q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal,
+                    enable_gqa=q.shape[2] != k.shape[2])
+        return run
+
+    return {"sdpa_flash": make(SDPBackend.FLASH_ATTENTION), "sdpa_cudnn": make(SDPBackend.CUDNN_ATTENTION)}
+
+
+def fa4_peer(causal: bool):
+    try:
+        from flash_attn.cute import flash_attn_func
+    except Exception:  # noqa: BLE001 - FA4 not importable here: no peer
+        return None
+
+    def run(q, k, v):
+        return flash_attn_func(q, k, v, causal=causal)
+
+    return run
+
+
+def write_json(path: str, payload: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1)

@@ -1,0 +1,160 @@
+"""Torch API: ``attention(q, k, v, ...)`` with FlashAttention's conventions.
+
+Every check runs before any launch and raises ``TypeError`` (wrong kind or dtype) or ``ValueError``
+(wrong shape, device, value) naming the argument; nothing is written on error.
+
+Input layout: q/k/v whose last dim is not contiguous, whose base is not 16-byte aligned, or whose
+other strides are not multiples of 8 elements (or are 0, broadcast) are copied to a contiguous
+tensor first. ``out`` is never copied: it must meet those rules or the call raises.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cute_attention import launcher
+from cute_attention.compile_cache import STRIDE_DIVISIBILITY
+from cute_attention.masks import MaskSpec
+from cute_attention.registry import REGISTRY, AttnDesc
+from cute_attention.variant import Variant
+
+TORCH_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+SUPPORTED_HEAD_DIMS = (64, 96, 128, 192, 256)
+MAX_GRID_YZ = 65535
+
+
+def _abi_ok(t: torch.Tensor) -> bool:
+    """The layout compiled kernels assume (see :mod:`cute_attention.compile_cache`)."""
+    if t.stride(-1) != 1 or t.data_ptr() % 16:
+        return False
+    return all(s % STRIDE_DIVISIBILITY == 0 and (s != 0 or n == 1) for s, n in zip(t.stride()[:-1], t.shape[:-1]))
+
+
+def _as_kernel_input(t: torch.Tensor) -> torch.Tensor:
+    if _abi_ok(t):
+        return t
+    return t.clone() if t.is_contiguous() else t.contiguous()
+
+
+def _check_tensor(name: str, t, ndim: int) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dims (batch, seqlen, nheads, head_dim), got shape {tuple(t.shape)}")
+
+
+def _check_device(name: str, t: torch.Tensor, ref: torch.Tensor | None) -> None:
+    if not t.is_cuda:
+        raise ValueError(f"{name} must be a CUDA tensor, got device {t.device}")
+    if ref is not None and t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but q is on {ref.device}")
+
+
+def _check_window(window_size) -> tuple[int, int]:
+    if not isinstance(window_size, (tuple, list)) or len(window_size) != 2:
+        raise TypeError(f"window_size must be a pair (left, right), got {window_size!r}")
+    left, right = window_size
+    for side, w in (("left", left), ("right", right)):
+        if isinstance(w, bool) or not isinstance(w, int):
+            raise TypeError(f"window_size {side} must be an int, got {type(w).__name__}")
+        if w < -1:
+            raise ValueError(f"window_size {side} must be >= -1 (-1 = unbounded), got {w}")
+    return left, right
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    softmax_scale: float | None = None,
+    causal: bool = False,
+    window_size: tuple[int, int] = (-1, -1),
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    variant: Variant | str | None = None,
+):
+    """Scaled dot-product attention over BSHD tensors.
+
+    q: ``(batch, seqlen_q, nheads, head_dim)``; k, v: ``(batch, seqlen_k, nheads_kv, head_dim)``
+    with ``nheads % nheads_kv == 0`` (GQA/MQA: query head ``i`` uses kv head ``i // (nheads // nheads_kv)``).
+    ``causal`` and ``window_size=(left, right)`` are aligned bottom-right (query ``i`` sits at key
+    position ``i + seqlen_k - seqlen_q``); ``-1`` leaves a side unbounded; ``causal`` sets ``right = 0``.
+    Rows that see no key give 0 (and LSE ``-inf``). Returns ``out`` or ``(out, lse)`` with ``lse`` the
+    natural-log sum of exponentials, float32 ``(batch, nheads, seqlen_q)``.
+    ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
+    """
+    _check_tensor("q", q, 4)
+    _check_tensor("k", k, 4)
+    _check_tensor("v", v, 4)
+    dtype = TORCH_DTYPES.get(q.dtype)
+    if dtype is None:
+        raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
+    batch, seqlen_q, nheads, head_dim = q.shape
+    _, seqlen_k, nheads_kv, _ = k.shape
+    if head_dim not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {SUPPORTED_HEAD_DIMS}")
+    if tuple(k.shape) != tuple(v.shape):
+        raise ValueError(f"k shape {tuple(k.shape)} and v shape {tuple(v.shape)} must match")
+    if k.shape[0] != batch:
+        raise ValueError(f"k batch {k.shape[0]} does not match q batch {batch}")
+    if k.shape[3] != head_dim:
+        raise ValueError(f"k head_dim {k.shape[3]} does not match q head_dim {head_dim}")
+    if nheads_kv == 0 or nheads % nheads_kv:
+        raise ValueError(f"q nheads {nheads} must be a multiple of k nheads_kv {nheads_kv}")
+    if batch == 0 or nheads == 0 or seqlen_q == 0 or seqlen_k == 0:
+        raise ValueError(f"empty problem: q shape {tuple(q.shape)}, k shape {tuple(k.shape)}")
+    if nheads > MAX_GRID_YZ or batch > MAX_GRID_YZ:
+        raise ValueError(f"nheads ({nheads}) and batch ({batch}) must be <= {MAX_GRID_YZ}")
+    left, right = _check_window(window_size)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if causal:
+        right = 0
+    if softmax_scale is None:
+        softmax_scale = head_dim**-0.5
+    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)):
+        raise TypeError(f"softmax_scale must be a float, got {type(softmax_scale).__name__}")
+    elif not math.isfinite(softmax_scale):
+        raise ValueError(f"softmax_scale must be finite, got {softmax_scale}")
+    if out is not None:
+        _check_tensor("out", out, 4)
+        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
+            raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
+                             f"got {tuple(out.shape)} {out.dtype}")
+    if not isinstance(return_lse, bool):
+        raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
+    mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
+    if variant is None:
+        chosen = REGISTRY.find(AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0))
+    elif isinstance(variant, str):
+        try:
+            chosen = REGISTRY.get(variant)
+        except KeyError as e:
+            raise ValueError(f"variant: {e.args[0]}") from None
+    elif isinstance(variant, Variant):
+        chosen = variant
+    else:
+        raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
+    if head_dim not in chosen.head_dims:
+        raise ValueError(f"variant {chosen.name} does not support head_dim {head_dim} (has {chosen.head_dims})")
+    _check_device("q", q, None)
+    for name, t in (("k", k), ("v", v), ("out", out)):
+        if t is not None:
+            _check_device(name, t, q)
+    if out is not None:
+        if not _abi_ok(out):
+            raise ValueError("out must have a contiguous last dim, a 16-byte aligned base and other strides "
+                             f"that are non-zero multiples of {STRIDE_DIVISIBILITY}; got strides {out.stride()}")
+    q, k, v = (_as_kernel_input(t) for t in (q, k, v))
+    if out is None:
+        out = torch.empty_like(q)
+    lse = torch.empty((batch, nheads, seqlen_q), dtype=torch.float32, device=q.device) if return_lse else None
+    launcher.launch(chosen, dtype, head_dim, mask, q, k, v, out, lse, float(softmax_scale),
+                    max(left, 0), max(right, 0))
+    return (out, lse) if return_lse else out

@@ -1,0 +1,162 @@
+"""Compile cache: one compiled kernel per :class:`CompileKey`, never keyed by tensor identity.
+
+``cute.compile`` always recompiles, so the framework keeps its own cache. The key holds every
+compile-time choice: the variant (Impl recipe, mainloop, cache factory, CTA map), dtype, head dim,
+which mask bounds exist, whether the LSE is written, and the target. Runtime scalars (softmax
+scale, window sizes, sequence lengths, batch, heads) are kernel arguments. Kernels are compiled
+against symbolic shapes and strides with the ABI the API guarantees: last dim contiguous,
+16-byte aligned base pointers, other strides multiples of 8 elements (the API copies inputs that
+break it), so one compiled kernel serves every problem size.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+from cutlass.cute.runtime import make_fake_stream, make_fake_tensor
+
+from cute_attention.masks import MaskSpec
+
+DTYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
+ALIGN_BYTES = 16
+STRIDE_DIVISIBILITY = 8  # elements of a 16-bit type per 16 bytes
+
+
+def default_target() -> str:
+    """``sm_90a`` on Hopper, ``sm_80`` otherwise (or without a GPU); ``CUTE_ATTENTION_TARGET`` overrides."""
+    env = os.environ.get("CUTE_ATTENTION_TARGET")
+    if env:
+        return env
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            return "sm_90a" if (major, minor) == (9, 0) else f"sm_{major}{minor}"
+    except Exception:  # noqa: BLE001 - no usable CUDA runtime: compile for the baseline target
+        pass
+    return "sm_80"
+
+
+@dataclass(frozen=True)
+class CompileKey:
+    variant: Any
+    dtype: str
+    head_dim: int
+    mask: MaskSpec
+    with_lse: bool
+    target: str
+
+
+@dataclass
+class CompiledKernel:
+    key: CompileKey
+    fn: Any  # TVM-FFI callable: fn(q, k, v, out, lse_or_None, scale, left, right)
+    smem_bytes: int
+    threads: int
+    compile_seconds: float
+    cubin: bytes | None = field(default=None, repr=False)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+def _sym_strides(rank: int):
+    return tuple(cute.sym_int64(divisibility=STRIDE_DIVISIBILITY) for _ in range(rank - 1)) + (1,)
+
+
+def fake_bshd(dtype, head_dim: int):
+    shape = (cute.sym_int(), cute.sym_int(), cute.sym_int(), head_dim)
+    return make_fake_tensor(dtype, shape, stride=_sym_strides(4), assumed_align=ALIGN_BYTES)
+
+
+def fake_lse():
+    shape = (cute.sym_int(), cute.sym_int(), cute.sym_int())
+    stride = (cute.sym_int64(), cute.sym_int64(), 1)
+    return make_fake_tensor(cutlass.Float32, shape, stride=stride, assumed_align=4)
+
+
+def build_kernel(key: CompileKey):
+    from cute_attention.kernel import AttentionKernel
+
+    return AttentionKernel(key.variant, DTYPES[key.dtype], key.head_dim, key.mask, key.with_lse)
+
+
+def compile_key(key: CompileKey, dump_dir: str | None = None) -> CompiledKernel:
+    """Compile one configuration (no GPU needed) and return it with its cubin."""
+    kernel = build_kernel(key)
+    reason = kernel.why_not(key.target)
+    if reason is not None:
+        raise ValueError(f"{key.variant.name} cannot be built: {reason}")
+    dtype = DTYPES[key.dtype]
+    args = (
+        fake_bshd(dtype, key.head_dim),
+        fake_bshd(dtype, key.head_dim),
+        fake_bshd(dtype, key.head_dim),
+        fake_bshd(dtype, key.head_dim),
+        fake_lse() if key.with_lse else None,
+        cutlass.Float32(1.0),
+        cutlass.Int32(0),
+        cutlass.Int32(0),
+        make_fake_stream(use_tvm_ffi_env_stream=True),
+    )
+    own_dir = None
+    if dump_dir is None:
+        own_dir = tempfile.TemporaryDirectory(prefix="cute-attention-")
+        dump_dir = own_dir.name
+    options = f"--enable-tvm-ffi --gpu-arch {key.target} --keep-cubin --dump-dir {dump_dir}"
+    if key.variant.ptxas_options:
+        options += f" --ptxas-options={key.variant.ptxas_options}"
+    start = time.perf_counter()
+    try:
+        fn = cute.compile(kernel, *args, options=options)
+    finally:
+        if own_dir is not None:
+            own_dir.cleanup()
+    seconds = time.perf_counter() - start
+    cubin = fn.__cubin__
+    return CompiledKernel(key, fn, kernel.smem_bytes(), kernel.threads, seconds,
+                          bytes(cubin) if cubin is not None else None)
+
+
+class CompileCache:
+    """Thread-safe map from :class:`CompileKey` to :class:`CompiledKernel`, with hit/miss counts."""
+
+    def __init__(self):
+        self._entries: dict[CompileKey, CompiledKernel] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: CompileKey) -> CompiledKernel:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            return entry
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                entry = compile_key(key)
+                self._entries[key] = entry
+            return entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[CompileKey]:
+        return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+CACHE = CompileCache()

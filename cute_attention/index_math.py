@@ -1,0 +1,126 @@
+"""Index math of the attention mainloop: which KV tiles a query tile visits, and how many need a mask.
+
+Every function here takes plain Python ints *or* DSL integers (``cutlass.Int32``) and uses only
+``+ - * //`` and :func:`imin` / :func:`imax`, so the same code runs on the host (tests, launcher)
+and inside ``@cute.jit`` code. Divisions only ever see non-negative numerators, so Python's floor
+division and the device's truncating division agree.
+
+Positions follow FlashAttention's bottom-right alignment: query row ``i`` sits at absolute
+position ``p(i) = i + seqlen_k - seqlen_q`` and sees key ``j`` iff ``j < seqlen_k`` and
+``p(i) - left <= j <= p(i) + right`` (an absent bound is unbounded). Causal is ``right = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Int = Any  # a Python int or a DSL integer
+
+
+def imax(a: Int, b: Int) -> Int:
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    import cutlass
+
+    return cutlass.max(a, b)
+
+
+def imin(a: Int, b: Int) -> Int:
+    if isinstance(a, int) and isinstance(b, int):
+        return min(a, b)
+    import cutlass
+
+    return cutlass.min(a, b)
+
+
+def ceil_div(a: Int, b: int) -> Int:
+    """``ceil(a / b)`` for ``a >= 0``."""
+    return (a + (b - 1)) // b
+
+
+def clamp(x: Int, lo: Int, hi: Int) -> Int:
+    return imin(imax(x, lo), hi)
+
+
+@dataclass(frozen=True)
+class TileSchedule:
+    """The KV tiles ``[n_lo, n_hi)`` one query tile visits, walked from ``n_hi - 1`` down.
+
+    Phases, in walking order: ``back`` tiles that need the right-bound / ``seqlen_k`` mask (the
+    causal diagonal and the residue), ``mid`` unmasked tiles, ``front`` tiles that need only the
+    left (sliding-window) mask. ``back + mid + front == n_hi - n_lo``.
+    """
+
+    n_lo: Int
+    n_hi: Int
+    back: Int
+    mid: Int
+    front: Int
+
+
+def query_positions(q_start: Int, tile_m: int, seqlen_q: Int, seqlen_k: Int) -> tuple[Int, Int]:
+    """Absolute positions of the first and the last valid row of the query tile at ``q_start``."""
+    shift = seqlen_k - seqlen_q
+    last_row = imin(q_start + tile_m, seqlen_q) - 1
+    return q_start + shift, last_row + shift
+
+
+def kv_tile_schedule(
+    q_start: Int,
+    tile_m: int,
+    tile_n: int,
+    seqlen_q: Int,
+    seqlen_k: Int,
+    window_left: Int = 0,
+    window_right: Int = 0,
+    has_left: bool = False,
+    has_right: bool = False,
+) -> TileSchedule:
+    """Tile range and phase lengths for the query tile whose first row is ``q_start``.
+
+    ``has_left`` / ``has_right`` are compile-time choices; the window sizes are runtime values.
+    Tight: ``n_lo`` / ``n_hi`` skip every tile no valid row sees, ``mid`` holds every tile that
+    all valid rows see in full, and a ``front`` tile is never cut by the right bound.
+    """
+    p_first, p_last = query_positions(q_start, tile_m, seqlen_q, seqlen_k)
+    kv_hi = seqlen_k
+    right_ok = seqlen_k  # keys below this are seen by every row, as far as the right bound goes
+    if has_right:
+        kv_hi = imin(kv_hi, imax(p_last + window_right + 1, 0))
+        right_ok = imin(right_ok, imax(p_first + window_right + 1, 0))
+    n_hi = ceil_div(kv_hi, tile_n)
+    n_lo = 0
+    left_ok = 0  # keys at or above this are seen by every row, as far as the left bound goes
+    if has_left:
+        n_lo = imin(imax(p_first - window_left, 0) // tile_n, n_hi)
+        left_ok = imax(p_last - window_left, 0)
+    total = n_hi - n_lo
+    back = clamp(n_hi - imax(right_ok // tile_n, n_lo), 0, total)
+    front = 0
+    if has_left:
+        front = clamp(ceil_div(left_ok, tile_n) - n_lo, 0, total - back)
+    return TileSchedule(n_lo=n_lo, n_hi=n_hi, back=back, mid=total - back - front, front=front)
+
+
+def turbomind_mask_iter_back(offset_q: int, offset_k: int, tile_n: int) -> int:
+    """TurboMind's count of causally masked tiles at the back (DESIGN.md): conservative by at most one."""
+    return ceil_div(max(0, offset_k - offset_q + tile_n), tile_n)
+
+
+def turbomind_mask_iter_front(offset_q: int, offset_k: int, tile_m: int, tile_n: int, tile_iter: int,
+                              window: int) -> int:
+    """TurboMind's count of window-masked tiles at the front (DESIGN.md)."""
+    return ceil_div(max(0, offset_q + tile_m - offset_k + tile_iter * tile_n - window), tile_n)
+
+
+def key_visible(row_pos: int, col: int, seqlen_k: int, window_left: int, window_right: int,
+                has_left: bool, has_right: bool) -> bool:
+    """Brute-force visibility of key ``col`` to the query at absolute position ``row_pos`` (host only)."""
+    if col >= seqlen_k or col < 0:
+        return False
+    if has_right and col > row_pos + window_right:
+        return False
+    if has_left and col < row_pos - window_left:
+        return False
+    return True

@@ -1,0 +1,169 @@
+"""The attention kernel object (TurboMind's ``AttentionUniversal<Arch, Mainloop, CacheIteratorFactory, CtaMap>``).
+
+``AttentionKernel`` composes a :class:`~cute_attention.variant.Variant` (Impl recipe, mainloop
+strategy, KV cache factory, CTA map) for one dtype, head dim and mask spec:
+
+* prologue: map the CTA to (query tile, head, batch), compute the tile schedule, start loading Q;
+* mainloop: the variant's strategy walks the KV tiles (three phases);
+* epilogue: merge warp groups if the KV tile was split, normalize, write O (through shared
+  memory, 16-byte stores) and the LSE.
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32
+from cutlass.memory import SmemAllocator
+
+from cute_attention.arch.gmem_iterator import StoreIterator
+from cute_attention.arch.sm80.mainloop import MainloopArgs
+from cute_attention.index_math import kv_tile_schedule
+from cute_attention.masks import MaskSpec
+from cute_attention.softmax import LOG2_E
+
+SMEM_ALIGN = 1024
+SMEM_LIMIT = {"sm_80": 166912, "sm_86": 101376, "sm_89": 101376, "sm_90": 232448, "sm_90a": 232448}
+
+
+class AttentionKernel:
+    """Prefill attention over BSHD tensors for one compile-time configuration."""
+
+    def __init__(self, variant, dtype: type[cutlass.Numeric], head_dim: int, mask: MaskSpec, with_lse: bool):
+        self.variant = variant
+        self.dtype = dtype
+        self.head_dim = head_dim
+        self.mask = mask
+        self.with_lse = with_lse
+        self.impl = variant.impl.build(dtype, head_dim)
+        self.mainloop = variant.mainloop
+        self.kv_cache = variant.kv_cache
+        self.cta_map = variant.cta_map.for_mask(mask)
+        self.threads = self.impl.threads
+        self.tile_m = self.impl.tile_m
+        self.tile_n = self.impl.tile_n
+
+    # ---- host-side facts ----
+    def smem_parts(self) -> tuple[int, int]:
+        elem = self.dtype.width // 8
+        q_bytes = self.tile_m * self.head_dim * elem
+        ring = self.mainloop.kv_slots * self.tile_n * self.head_dim * elem
+        return q_bytes, max(ring, self.impl.merge_bytes())
+
+    def smem_bytes(self) -> int:
+        q_bytes, kv_bytes = self.smem_parts()
+        return q_bytes + kv_bytes + SMEM_ALIGN
+
+    def why_not(self, target: str = "sm_80") -> str | None:
+        """Reason this configuration cannot run on ``target``, or None (FA4's ``can_implement``)."""
+        if self.dtype not in (cutlass.Float16, cutlass.BFloat16):
+            return f"dtype {self.dtype} is not fp16/bf16"
+        if self.head_dim not in self.variant.head_dims:
+            return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
+        limit = SMEM_LIMIT.get(target, SMEM_LIMIT["sm_80"])
+        if self.smem_bytes() > limit:
+            return f"needs {self.smem_bytes()} B of shared memory, {target} has {limit}"
+        return None
+
+    # ---- host side of the launch ----
+    @cute.jit
+    def __call__(
+        self,
+        mQ: cute.Tensor,
+        mK: cute.Tensor,
+        mV: cute.Tensor,
+        mO: cute.Tensor,
+        mLSE: cute.Tensor | None,
+        softmax_scale: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        stream,
+    ):
+        num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
+        grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0])
+        self.kernel(mQ, mK, mV, mO, mLSE, softmax_scale * LOG2_E, window_left, window_right, num_q_tiles).launch(
+            grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream
+        )
+
+    # ---- device side ----
+    @cute.kernel
+    def kernel(
+        self,
+        mQ: cute.Tensor,
+        mK: cute.Tensor,
+        mV: cute.Tensor,
+        mO: cute.Tensor,
+        mLSE: cute.Tensor | None,
+        scale_log2: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        num_q_tiles: Int32,
+    ):
+        impl = self.impl
+        tidx, _, _ = cute.arch.thread_idx()
+        q_tile, head, batch = self.cta_map.tile_coords(num_q_tiles)
+        seqlen_q = mQ.shape[1]
+        seqlen_k = mK.shape[1]
+        kv_head = head // (mQ.shape[2] // mK.shape[2])
+        q_start = q_tile * self.tile_m
+        sched = kv_tile_schedule(q_start, self.tile_m, self.tile_n, seqlen_q, seqlen_k, window_left,
+                                 window_right, self.mask.has_left, self.mask.has_right)
+
+        # ---- shared memory: Q tile (reused for O) | K/V ring (reused by the warp merge) ----
+        q_bytes, kv_bytes = self.smem_parts()
+        smem = SmemAllocator()
+        ptr_q = smem.allocate(q_bytes, byte_alignment=SMEM_ALIGN)
+        ptr_kv = smem.allocate(kv_bytes, byte_alignment=SMEM_ALIGN)
+        sQ = cute.make_tensor(cute.recast_ptr(ptr_q, dtype=self.dtype), impl.q_layout())
+        sKV = cute.make_tensor(cute.recast_ptr(ptr_kv, dtype=self.dtype), impl.kv_ring_layout(self.mainloop.kv_slots))
+
+        # ---- prologue ----
+        q_it = self.mainloop.gmem_iterator(self.dtype, self.tile_m, self.head_dim, self.threads)
+        # (tile_m, head_dim)
+        gQ = cute.local_tile(mQ[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
+        self.mainloop.load_q(q_it, q_it.partition(tidx, gQ, sQ), seqlen_q - q_start)
+
+        st = impl.make_state(tidx, sQ, sKV)
+        acc_O = impl.make_acc_O(st)
+        softmax = impl.make_softmax(scale_log2, acc_O)
+        kv_it = self.mainloop.gmem_iterator(self.dtype, self.tile_n, self.head_dim, self.threads)
+        # (tile_n, head_dim, tiles)
+        gK = self.kv_cache.tiles(mK, batch, kv_head, self.tile_n, self.head_dim)
+        gV = self.kv_cache.tiles(mV, batch, kv_head, self.tile_n, self.head_dim)
+        args = MainloopArgs(
+            impl=impl, st=st, softmax=softmax, acc_O=acc_O, it=kv_it,
+            k_part=kv_it.partition(tidx, gK, sKV), v_part=kv_it.partition(tidx, gV, sKV),
+            sched=sched, q_start=q_start, seqlen_q=seqlen_q, seqlen_k=seqlen_k,
+            window_left=window_left, window_right=window_right, mask=self.mask,
+        )
+
+        # ---- mainloop ----
+        self.mainloop.run(args)
+
+        # ---- epilogue ----
+        softmax.reduce_sum()
+        cute.arch.barrier()
+        if cutlass.const_expr(impl.warps_s > 1):
+            impl.merge(st, softmax, acc_O, cute.recast_ptr(ptr_kv, dtype=Float32))
+        lse = softmax.finalize(impl.rows_cols_view(acc_O))
+        if cutlass.const_expr(impl.warps_s == 1):
+            self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
+        else:
+            if st.ws == 0:
+                self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
+        cute.arch.barrier()
+        o_it = StoreIterator(self.dtype, self.tile_m, self.head_dim, self.threads)
+        gO = cute.local_tile(mO[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
+        o_it.store(o_it.partition(tidx, sQ, gO), seqlen_q - q_start)
+
+    @cute.jit
+    def write_group(self, st, acc_O: cute.Tensor, lse: cute.Tensor, sO: cute.Tensor, mLSE: cute.Tensor | None,
+                    q_start: Int32, seqlen_q: Int32, head: Int32, batch: Int32):
+        """The warp group holding the final result writes O to shared memory and the LSE to global."""
+        self.impl.store_o(st, acc_O, sO)
+        if cutlass.const_expr(mLSE is not None):
+            if st.tOcO_mn[0, 0][1] == 0:
+                for r in cutlass.range_constexpr(cute.size(lse)):
+                    row = q_start + st.tOcO_mn[r, 0][0]
+                    if row < seqlen_q:
+                        mLSE[batch, head, row] = lse[r]

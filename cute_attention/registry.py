@@ -1,0 +1,83 @@
+"""Registry: named kernel variants and the rule that picks one for a problem (TurboMind's ``Registry::Find``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
+from cute_attention.variant import Variant
+
+
+@dataclass(frozen=True)
+class AttnDesc:
+    """What the dispatcher knows about a call."""
+
+    head_dim: int
+    dtype: str
+    seqlen_q: int
+    seqlen_k: int
+    causal: bool
+    has_window: bool
+
+
+Predicate = Callable[[AttnDesc], bool]
+
+
+class Registry:
+    """Ordered (variant, predicate) entries; :meth:`find` returns the first whose predicate holds."""
+
+    def __init__(self):
+        self._entries: list[tuple[Variant, Predicate]] = []
+
+    def register(self, variant: Variant, when: Predicate | None = None, *, first: bool = False) -> Variant:
+        entry = (variant, when or (lambda d: True))
+        if first:
+            self._entries.insert(0, entry)
+        else:
+            self._entries.append(entry)
+        return variant
+
+    def variants(self) -> list[Variant]:
+        seen, out = set(), []
+        for v, _ in self._entries:
+            if v.name not in seen:
+                seen.add(v.name)
+                out.append(v)
+        return out
+
+    def get(self, name: str) -> Variant:
+        for v, _ in self._entries:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant named {name!r}; known: {[v.name for v in self.variants()]}")
+
+    def find(self, desc: AttnDesc) -> Variant:
+        for v, when in self._entries:
+            if desc.head_dim in v.head_dims and when(desc):
+                return v
+        raise ValueError(f"no registered kernel variant handles {desc}")
+
+
+def _sm80(name: str, tile_m: int, tile_n: int, warps_q: int, warps_s: int, stages: int,
+          head_dims: tuple[int, ...], spill_budget: int = 0) -> Variant:
+    return Variant(name, Mma16816(tile_m, tile_n, warps_q, warps_s), Sm80CpAsync(stages), head_dims=head_dims,
+                   spill_budget=spill_budget)
+
+
+# 32 query rows per warp keep ldmatrix traffic under the shared-memory bandwidth, but at d >= 96 such
+# tiles sit at the 255-register limit: ptxas -O3 spills a few dozen values to L1, and the spill-free
+# -O1 build measured slower (H100, d128 s8k: 359 vs 381 TFLOP/s), so these variants carry a budget.
+SM80_M128N64_S3 = _sm80("sm80_m128n64_s3", 128, 64, 4, 1, 3, (64, 96, 128), spill_budget=96)
+SM80_M128N64 = _sm80("sm80_m128n64_s2", 128, 64, 4, 1, 2, (64, 96, 128), spill_budget=96)
+SM80_M64N64 = _sm80("sm80_m64n64_s2", 64, 64, 4, 1, 2, (64, 96, 128, 192))
+# d >= 192: 8 warps of 16 rows and a 32-key tile keep acc_O (up to 128 regs) and the rest under 255.
+SM80_M128N32_W8 = _sm80("sm80_m128n32_w8", 128, 32, 8, 1, 2, (192, 256))
+SM80_M64N64_WS2 = _sm80("sm80_m64n64_w2x2", 64, 64, 2, 2, 2, (64, 96, 128), spill_budget=96)
+
+REGISTRY = Registry()
+REGISTRY.register(SM80_M64N64_WS2, lambda d: d.seqlen_q <= 64 and d.seqlen_k >= 256)
+REGISTRY.register(SM80_M128N64_S3, lambda d: d.head_dim <= 128)
+REGISTRY.register(SM80_M128N32_W8)
+REGISTRY.register(SM80_M64N64, lambda d: False)  # spill-free alternative, selectable by name
+REGISTRY.register(SM80_M128N64, lambda d: False)  # listed for the catalog and the stage sweep

@@ -1,0 +1,88 @@
+"""Online softmax on raw scores in base 2 (TurboMind's / FlashAttention's formulation).
+
+Scores stay raw; ``qk_scale = softmax_scale * log2(e)`` and ``P = exp2(S * qk_scale - M * qk_scale)``.
+A row whose running max is still ``-inf`` (nothing visible yet) uses 0 as its offset, so its
+``P`` is exactly 0 and it ends as an all-zero output row with ``LSE = -inf``.
+
+Works on any accumulator that an Impl can view as ``(rows, cols)`` per thread, where each row is
+shared by ``row_threads`` consecutive lanes (4 for the m16n8 families).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32
+
+LN2 = math.log(2.0)
+LOG2_E = math.log2(math.e)
+
+
+def row_allreduce(val: Float32, op: str, width: int) -> Float32:
+    """Reduce over ``width`` consecutive lanes (a power of two) with butterfly shuffles."""
+    offset = width // 2
+    while offset >= 1:
+        other = cute.arch.shuffle_sync_bfly(val, offset=offset, mask=-1, mask_and_clamp=31)
+        val = cute.arch.fmax(val, other) if op == "max" else val + other
+        offset //= 2
+    return val
+
+
+class OnlineSoftmax:
+    """Per-thread running max ``M`` and (lane-partial) running sum ``L`` of its rows."""
+
+    def __init__(self, scale_log2: Float32, num_rows: int, row_threads: int = 4):
+        self.scale_log2 = scale_log2
+        self.num_rows = num_rows
+        self.row_threads = row_threads
+        self.row_max = cute.make_rmem_tensor((num_rows,), Float32)
+        self.row_sum = cute.make_rmem_tensor((num_rows,), Float32)
+        self.row_max.fill(-Float32.inf)
+        self.row_sum.fill(0.0)
+
+    @cute.jit
+    def update(self, acc_S_mn: cute.Tensor, acc_O_mn: cute.Tensor, is_first: cutlass.Constexpr):
+        """Turn the scores of one KV tile into ``P`` in place and rescale ``acc_O``."""
+        for r in cutlass.range_constexpr(self.num_rows):
+            row = acc_S_mn[r, None].load()
+            tile_max = row.reduce(cute.ReductionOp.MAX, -Float32.inf, 0)
+            tile_max = row_allreduce(tile_max, "max", self.row_threads)
+            prev_max = self.row_max[r]
+            new_max = cute.arch.fmax(prev_max, tile_max)
+            self.row_max[r] = new_max
+            safe_max = 0.0 if new_max == -Float32.inf else new_max
+            offset = safe_max * self.scale_log2
+            p = cute.math.exp2(row * self.scale_log2 - offset, fastmath=True)
+            acc_S_mn[r, None].store(p)
+            tile_sum = p.reduce(cute.ReductionOp.ADD, Float32.zero, 0)
+            if cutlass.const_expr(is_first):
+                self.row_sum[r] = tile_sum
+            else:
+                # prev_max is -inf only while the row has seen nothing: its sum and acc_O are 0.
+                alpha = cute.math.exp2(prev_max * self.scale_log2 - offset, fastmath=True)
+                self.row_sum[r] = self.row_sum[r] * alpha + tile_sum
+                acc_O_mn[r, None].store(acc_O_mn[r, None].load() * alpha)
+
+    @cute.jit
+    def reduce_sum(self):
+        """Sum the lane-partial row sums across the lanes that share each row."""
+        for r in cutlass.range_constexpr(self.num_rows):
+            self.row_sum[r] = row_allreduce(self.row_sum[r], "sum", self.row_threads)
+
+    @cute.jit
+    def finalize(self, acc_O_mn: cute.Tensor) -> cute.Tensor:
+        """Normalize ``acc_O`` by ``L`` (0 for empty rows); return the natural-log LSE per row."""
+        lse = cute.make_rmem_tensor((self.num_rows,), Float32)
+        for r in cutlass.range_constexpr(self.num_rows):
+            total = self.row_sum[r]
+            empty = total == 0.0 or total != total
+            inv = 0.0 if empty else cute.arch.rcp_approx(total)
+            acc_O_mn[r, None].store(acc_O_mn[r, None].load() * inv)
+            lse[r] = (
+                -Float32.inf
+                if empty
+                else (self.row_max[r] * self.scale_log2 + cute.math.log2(total, fastmath=True)) * LN2
+            )
+        return lse

@@ -1,0 +1,53 @@
+"""CPU: bad input raises TypeError/ValueError naming the argument, before any device work."""
+
+import pytest
+import torch
+
+from cute_attention import attention
+from cute_attention.registry import SM80_M128N64
+
+
+def qkv(b=2, sq=16, sk=16, h=4, hkv=2, d=64, dtype=torch.bfloat16):
+    return torch.randn(b, sq, h, d, dtype=dtype), torch.randn(b, sk, hkv, d, dtype=dtype), \
+        torch.randn(b, sk, hkv, d, dtype=dtype)
+
+
+CASES = [
+    (lambda q, k, v: attention(q.tolist(), k, v), TypeError, "q must be a torch.Tensor"),
+    (lambda q, k, v: attention(q[0], k, v), ValueError, "q must have 4 dims"),
+    (lambda q, k, v: attention(q.float(), k.float(), v.float()), TypeError, "q must be float16 or bfloat16"),
+    (lambda q, k, v: attention(q, k.half(), v), TypeError, "k has dtype"),
+    (lambda q, k, v: attention(q, k, v.half()), TypeError, "v has dtype"),
+    (lambda q, k, v: attention(q[..., :48], k[..., :48], v[..., :48]), ValueError, "head_dim 48"),
+    (lambda q, k, v: attention(q, k, v[:, :8]), ValueError, "k shape .* and v shape"),
+    (lambda q, k, v: attention(q, k[:1], v[:1]), ValueError, "k batch 1"),
+    (lambda q, k, v: attention(q, torch.randn(2, 16, 2, 128, dtype=q.dtype), torch.randn(2, 16, 2, 128,
+                                                                                       dtype=q.dtype)),
+     ValueError, "k head_dim 128"),
+    (lambda q, k, v: attention(q[:, :, :3], k, v), ValueError, "nheads 3 must be a multiple"),
+    (lambda q, k, v: attention(q[:, :0], k, v), ValueError, "empty problem"),
+    (lambda q, k, v: attention(q, k, v, window_size=5), TypeError, "window_size"),
+    (lambda q, k, v: attention(q, k, v, window_size=(-2, 0)), ValueError, "window_size left must be >= -1"),
+    (lambda q, k, v: attention(q, k, v, window_size=(1.5, 0)), TypeError, "window_size left"),
+    (lambda q, k, v: attention(q, k, v, causal=1), TypeError, "causal must be a bool"),
+    (lambda q, k, v: attention(q, k, v, softmax_scale="x"), TypeError, "softmax_scale"),
+    (lambda q, k, v: attention(q, k, v, softmax_scale=float("inf")), ValueError, "softmax_scale must be finite"),
+    (lambda q, k, v: attention(q, k, v, return_lse=None), TypeError, "return_lse"),
+    (lambda q, k, v: attention(q, k, v, out=torch.empty(2, 16, 4, 32, dtype=q.dtype)), ValueError,
+     "out must have shape"),
+    (lambda q, k, v: attention(q, k, v, out=torch.empty_like(q, dtype=torch.float16)), ValueError,
+     "out must have shape .* and dtype"),
+    (lambda q, k, v: attention(q, k, v, variant="nope"), ValueError, "variant: .*nope"),
+    (lambda q, k, v: attention(q, k, v, variant=3), TypeError, "variant must be"),
+    (lambda q, k, v: attention(torch.randn(1, 4, 1, 256, dtype=q.dtype), torch.randn(1, 4, 1, 256, dtype=q.dtype),
+                               torch.randn(1, 4, 1, 256, dtype=q.dtype), variant=SM80_M128N64),
+     ValueError, "does not support head_dim 256"),
+    (lambda q, k, v: attention(q, k, v), ValueError, "q must be a CUDA tensor"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", CASES, ids=[c[2] for c in CASES])
+def test_bad_input_raises(call, exc, match):
+    q, k, v = qkv()
+    with pytest.raises(exc, match=match):
+        call(q, k, v)

@@ -1,0 +1,75 @@
+"""CPU: every registered variant compiles for sm_80 and sm_90a; its SASS has the instructions its blocks promise.
+
+cp.async mainloop -> LDGSTS; m16n8k16 Impl -> HMMA.16816 only; ldmatrix operand loads -> LDSM (and the
+transposing form for V); spills (LDL/STL) within the variant's budget (0 unless measured otherwise);
+shared memory within the target's limit.
+"""
+
+import pytest
+
+from cute_attention.catalog import catalog_keys, compile_entry
+from cute_attention.compile_cache import CompileKey
+from cute_attention.kernel import SMEM_LIMIT
+from cute_attention.masks import MaskSpec
+from cute_attention.registry import REGISTRY, SM80_M64N64, SM80_M128N32_W8, SM80_M128N64_S3
+
+TARGETS = ["sm_80", "sm_90a"]
+
+
+def extra_keys(target):
+    """Beyond the catalogue (causal + LSE, bf16): other dtypes, masks and no-LSE builds."""
+    return [
+        CompileKey(SM80_M128N64_S3, "float16", 128, MaskSpec(False, False), False, target),
+        CompileKey(SM80_M128N64_S3, "bfloat16", 64, MaskSpec(True, True), True, target),
+        CompileKey(SM80_M128N32_W8, "float16", 256, MaskSpec(True, False), True, target),
+        CompileKey(SM80_M64N64, "float16", 192, MaskSpec(True, False), False, target),
+    ]
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def compiled(request):
+    target = request.param
+    keys = list(catalog_keys(target)) + extra_keys(target)
+    return target, [(key, compile_entry(key)[0]) for key in keys]
+
+
+def test_catalogue_covers_every_variant_and_head_dim(compiled):
+    target, entries = compiled
+    built = {(e.variant, e.head_dim) for _, e in entries}
+    for v in REGISTRY.variants():
+        for d in v.head_dims:
+            assert (v.name, d) in built
+
+
+def test_sass_instruction_mix(compiled):
+    target, entries = compiled
+    for key, e in entries:
+        ctx = (target, e.variant, e.dtype, e.head_dim)
+        assert e.mma_forms, ctx
+        assert all(form.startswith("HMMA.16816.F32") for form in e.mma_forms), (ctx, e.mma_forms)
+        assert e.sass["HGMMA"] == 0, ctx
+        assert e.sass["LDGSTS"] > 0, (ctx, "cp.async mainloop must issue LDGSTS")
+        assert e.sass["LDSM"] > 0, (ctx, "operands must come through ldmatrix")
+        assert e.spills <= key.variant.spill_budget, (ctx, f"{e.spills} LDL/STL > budget {key.variant.spill_budget}")
+        assert e.registers is not None and e.registers <= 255, ctx
+        assert e.smem_bytes <= SMEM_LIMIT[target], ctx
+        assert e.compile_seconds < 60, ctx
+
+
+def test_spill_free_variants_really_are(compiled):
+    """The budget is the exception: variants without one must have no local-memory traffic at all."""
+    target, entries = compiled
+    free = [(k, e) for k, e in entries if k.variant.spill_budget == 0]
+    assert free
+    for _, e in free:
+        assert e.sass["LDL"] == 0 and e.sass["STL"] == 0, (target, e.variant, e.head_dim)
+
+
+def test_arch_tag_in_cubin(compiled):
+    target, entries = compiled
+    from cute_attention.compile_cache import compile_key
+    from cute_attention.sass import inspect_cubin
+
+    key = entries[0][0]
+    stats = inspect_cubin(compile_key(key).cubin)
+    assert stats.arch == {"sm_80": "sm80", "sm_90a": "sm90"}[target]

@@ -1,0 +1,158 @@
+"""GPU: kernels against the fp32 reference by DESIGN.md §5's rule (skipped without a GPU).
+
+Fresh random inputs per case, NaN-poisoned outputs, odd lengths, sq != sk both ways, GQA 1/4/all,
+causal / sliding window / none, fp16 and bf16, every head dim, LSE.
+"""
+
+import math
+
+import pytest
+import torch
+
+from cute_attention import REGISTRY, attention
+from cute_attention.compile_cache import CACHE
+from cute_attention.reference import attention_ref, tolerance_check
+
+pytestmark = pytest.mark.gpu
+
+HEAD_DIMS = [64, 96, 128, 192, 256]
+DTYPES = [torch.bfloat16, torch.float16]
+# (batch, seqlen_q, seqlen_k, nheads, nheads_kv)
+SHAPES = [
+    (1, 1, 1023, 8, 8),
+    (3, 17, 17, 8, 2),
+    (1, 113, 239, 4, 1),
+    (3, 239, 113, 8, 8),
+    (1, 128, 128, 8, 1),
+    (1, 1023, 2048, 4, 1),
+    (1, 2048, 1023, 8, 2),
+]
+MASKS = [(False, (-1, -1)), (True, (-1, -1)), (False, (61, 17))]
+_seed = [1234]
+
+
+def rand(*shape, dtype, device="cuda"):
+    """Fresh random inputs for every call (never zeros), from a moving seed."""
+    _seed[0] += 1
+    g = torch.Generator(device=device).manual_seed(_seed[0])
+    return torch.randn(shape, dtype=dtype, device=device, generator=g)
+
+
+def make_qkv(b, sq, sk, h, hkv, d, dtype):
+    return rand(b, sq, h, d, dtype=dtype), rand(b, sk, hkv, d, dtype=dtype), rand(b, sk, hkv, d, dtype=dtype)
+
+
+def check(q, k, v, *, causal=False, window_size=(-1, -1), softmax_scale=None, variant=None, lse_too=True):
+    out = torch.full_like(q, float("nan"))
+    res = attention(q, k, v, causal=causal, window_size=window_size, softmax_scale=softmax_scale,
+                    return_lse=lse_too, out=out, variant=variant)
+    got, lse = res if lse_too else (res, None)
+    assert got.data_ptr() == out.data_ptr()
+    assert not torch.isnan(got).any(), "some outputs were never written"
+    ok, err, bound = tolerance_check(got, q, k, v, causal=causal, window_size=window_size,
+                                     softmax_scale=softmax_scale)
+    assert ok, f"max error {err:.3e} > bound {bound:.3e}"
+    if lse_too:
+        _, ref_lse = attention_ref(q, k, v, causal=causal, window_size=window_size, softmax_scale=softmax_scale)
+        assert lse.dtype == torch.float32 and lse.shape == ref_lse.shape
+        empty = torch.isinf(ref_lse)
+        assert torch.equal(torch.isneginf(lse), empty), "LSE must be -inf exactly on rows that see no key"
+        torch.testing.assert_close(lse[~empty], ref_lse[~empty], atol=2e-3, rtol=1e-4)
+    return got
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("causal,window", MASKS, ids=["full", "causal", "window"])
+def test_matrix(d, dtype, causal, window):
+    for b, sq, sk, h, hkv in SHAPES:
+        q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
+        try:
+            check(q, k, v, causal=causal, window_size=window)
+        except AssertionError as e:
+            raise AssertionError(f"b={b} sq={sq} sk={sk} h={h} hkv={hkv}: {e}") from None
+
+
+def _variant_head_dims(v):
+    return [d for d in (64, 128, 256) if d in v.head_dims]
+
+
+@pytest.mark.parametrize("name", [v.name for v in REGISTRY.variants()])
+def test_every_registered_variant(name):
+    variant = REGISTRY.get(name)
+    for d in _variant_head_dims(variant):
+        for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4), (1, 64, 4096, 8, 1)]:
+            for causal, window in [(True, (-1, -1)), (False, (200, 33)), (True, (100, -1))]:
+                q, k, v = make_qkv(b, sq, sk, h, hkv, d, torch.bfloat16)
+                try:
+                    check(q, k, v, causal=causal, window_size=window, variant=variant)
+                except AssertionError as e:
+                    raise AssertionError(f"d={d} b={b} sq={sq} sk={sk} causal={causal} w={window}: {e}") from None
+
+
+def test_no_lse_and_custom_scale():
+    q, k, v = make_qkv(2, 300, 517, 4, 2, 128, torch.float16)
+    check(q, k, v, causal=True, softmax_scale=0.3, lse_too=False)
+    out = attention(q, k, v)  # no out given: allocated
+    ok, err, bound = tolerance_check(out, q, k, v)
+    assert ok, (err, bound)
+
+
+def test_window_larger_and_smaller_than_tiles():
+    q, k, v = make_qkv(1, 777, 777, 2, 1, 64, torch.bfloat16)
+    for window in [(0, 0), (1, 0), (63, 64), (64, 63), (300, 5), (0, 500), (2000, 2000)]:
+        check(q, k, v, window_size=window)
+
+
+def test_strided_and_misaligned_inputs_are_copied():
+    b, s, h, d = 2, 333, 4, 128
+    q = rand(b, h, s, d, dtype=torch.bfloat16).transpose(1, 2)  # non-contiguous BSHD view
+    kv = rand(b, s, 2, d + 8, dtype=torch.bfloat16)
+    k = kv[..., 1:d + 1]  # misaligned base, strides not multiples of 8
+    v = rand(b, s, 2, d, dtype=torch.bfloat16).transpose(-1, -2).contiguous().transpose(-1, -2)  # last dim strided
+    check(q, k, v, causal=True)
+
+
+def test_launches_on_the_current_stream():
+    q, k, v = make_qkv(2, 1024, 1024, 8, 8, 128, torch.bfloat16)
+    attention(q, k, v)  # compile outside the timed region
+    q2 = torch.full_like(q, float("nan"))
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(50_000_000)  # keep the stream busy; a launch elsewhere would read NaN q2
+        q2.copy_(q)
+        out = attention(q2, k, v)
+    s.synchronize()
+    ok, err, bound = tolerance_check(out, q, k, v)
+    assert ok, (err, bound)
+
+
+def test_no_recompile_for_runtime_values():
+    q, k, v = make_qkv(1, 100, 200, 4, 2, 64, torch.bfloat16)
+    attention(q, k, v, causal=True, return_lse=True)
+    misses = CACHE.misses
+    for b, sq, sk, h, hkv in [(2, 37, 555, 8, 2), (1, 700, 70, 2, 1)]:
+        q, k, v = make_qkv(b, sq, sk, h, hkv, 64, torch.bfloat16)
+        check(q, k, v, causal=True, softmax_scale=0.1 + sq / 1000)
+    assert CACHE.misses == misses, "a runtime value triggered a recompile"
+
+
+def test_errors_write_nothing():
+    q, k, v = make_qkv(1, 64, 64, 2, 2, 64, torch.bfloat16)
+    out = torch.full_like(q, 7.0)
+    with pytest.raises(TypeError, match="k has dtype"):
+        attention(q, k.half(), v, out=out)
+    with pytest.raises(ValueError, match="out must have a contiguous last dim"):
+        attention(q, k, v, out=torch.empty_like(q).transpose(-1, -2).contiguous().transpose(-1, -2))
+    with pytest.raises(ValueError, match="k must be a CUDA tensor"):
+        attention(q, k.cpu(), v, out=out)
+    torch.cuda.synchronize()
+    assert (out == 7.0).all()
+
+
+def test_fully_masked_rows_are_zero():
+    q, k, v = make_qkv(2, 300, 50, 4, 4, 128, torch.float16)
+    out, lse = attention(q, k, v, causal=True, return_lse=True)
+    assert (out[:, :250] == 0).all() and torch.isneginf(lse[:, :, :250]).all()
+    assert math.isfinite(lse[:, :, 250:].max().item())
