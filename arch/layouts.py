@@ -21,15 +21,15 @@ def smem_atom_cols(head_dim: int) -> int:
     raise ValueError(f"head_dim must be a multiple of 16, got {head_dim}")
 
 
+def swizzle_bits(head_dim: int) -> int:
+    return {64: 3, 32: 2, 16: 1}[smem_atom_cols(head_dim)]
+
+
 def smem_layout_atom(head_dim: int) -> cute.ComposedLayout:
     """Swizzled ``(8, cols)`` row-major atom for 16-bit elements."""
     cols = smem_atom_cols(head_dim)
-    bits = {64: 3, 32: 2, 16: 1}[cols]
-    return cute.make_composed_layout(
-        cute.make_swizzle(bits, 3, 3),
-        0,
-        cute.make_layout((SMEM_ATOM_ROWS, cols), stride=(cols, 1)),
-    )
+    plain = cute.make_layout((SMEM_ATOM_ROWS, cols), stride=(cols, 1))
+    return cute.make_composed_layout(cute.make_swizzle(swizzle_bits(head_dim), 3, 3), 0, plain)
 
 
 def smem_tile_layout(rows: int, head_dim: int, stages: int | None = None) -> cute.ComposedLayout:
@@ -38,6 +38,11 @@ def smem_tile_layout(rows: int, head_dim: int, stages: int | None = None) -> cut
     if stages is None:
         return cute.tile_to_shape(atom, (rows, head_dim), (0, 1))
     return cute.tile_to_shape(atom, (rows, head_dim, stages), (0, 1, 2))
+
+
+def smem_tile(ptr: cute.Pointer, dtype, rows: int, head_dim: int, stages: int | None = None) -> cute.Tensor:
+    """A swizzled shared-memory tile (or ring of tiles) at ``ptr``."""
+    return cute.make_tensor(cute.recast_ptr(ptr, dtype=dtype), smem_tile_layout(rows, head_dim, stages))
 
 
 def transposed_view(t: cute.Tensor) -> cute.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -13,10 +14,13 @@ def environment() -> dict:
     import torch
 
     p = torch.cuda.get_device_properties(0)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
+    commit = os.environ.get("CUTE_ATTENTION_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True).stdout.strip()
+        except OSError:
+            commit = "unknown"
     return {
         "gpu": p.name, "sm": f"{p.major}{p.minor}", "sms": p.multi_processor_count,
         "torch": torch.__version__, "cuda": torch.version.cuda, "cutlass_dsl": cutlass.__version__,
@@ -32,19 +36,25 @@ def bench_ms(fn, warmup: int = 25, rep: int = 100) -> float:
     return do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 
-def host_us_per_call(fn, calls: int = 2000) -> float:
-    """Wall-clock µs per call on a tiny problem, where the CPU side, not the GPU, is the bottleneck."""
+def host_us_per_call(fn, calls: int = 100, rounds: int = 20) -> float:
+    """CPU µs per call on a tiny problem: median over rounds of ``calls`` launches, each round started on an
+    idle GPU so the launch queue never fills and the GPU never sets the pace."""
+    import statistics
+
     import torch
 
-    for _ in range(50):
+    for _ in range(20):
         fn()
     torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
+    per_call = []
+    for _ in range(rounds):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per_call.append((time.perf_counter() - start) / calls * 1e6)
     torch.cuda.synchronize()
-    return elapsed / calls * 1e6
+    return statistics.median(per_call)
 
 
 def sdpa_peers(causal: bool):

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from common import bench_ms, environment, fa4_peer, host_us_per_call, sdpa_peers, write_json  # noqa: E402
 
-from cute_attention import REGISTRY, attention  # noqa: E402
+from cute_attention import REGISTRY, AttnDesc, attention  # noqa: E402
 from cute_attention.compile_cache import CACHE  # noqa: E402
 
 
@@ -53,6 +53,38 @@ def run_case(b, s, h, d, causal, dtype, variants, peers_on=True):
     return row
 
 
+def host_overheads(dtype) -> dict:
+    """CPU µs per call on a tiny shape: ours (whole API and the bare compiled call), SDPA, FA4."""
+    import torch.nn.functional as F
+
+    from cute_attention import launcher
+    from cute_attention.masks import MaskSpec
+
+    q, k, v = (torch.randn(1, 128, 1, 64, device="cuda", dtype=dtype) for _ in range(3))
+    out = torch.empty_like(q)
+    attention(q, k, v)
+    variant = REGISTRY.find(AttnDesc(64, "bfloat16", 128, 128, False, False))
+    compiled = launcher.compiled_for(variant, "bfloat16" if dtype == torch.bfloat16 else "float16", 64,
+                                     MaskSpec(False, False), False)
+    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
+    cands = {
+        "ours": lambda: attention(q, k, v),
+        "ours_out_given": lambda: attention(q, k, v, out=out),
+        "ours_compiled_call": lambda: compiled(q, k, v, out, None, 0.125, 0, 0),
+        "sdpa_default": lambda: F.scaled_dot_product_attention(qt, kt, vt),
+    }
+    fa4 = fa4_peer(False)
+    if fa4 is not None:
+        cands["fa4"] = lambda: fa4(q, k, v)
+    host = {}
+    for name, fn in cands.items():
+        try:
+            host[name] = round(host_us_per_call(fn), 1)
+        except Exception as e:  # noqa: BLE001 - a peer that cannot run is reported
+            host[name] = f"error: {e}"[:120]
+    return host
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
@@ -72,20 +104,7 @@ def main():
             for causal in (False, True):
                 b, h = 16384 // s, 2048 // d
                 rows.append(run_case(b, s, h, d, causal, dtype, variants, not args.no_peers))
-    # host overhead on a tiny shape
-    q, k, v = (torch.randn(1, 128, 1, 64, device="cuda", dtype=dtype) for _ in range(3))
-    host = {"ours": host_us_per_call(lambda: attention(q, k, v))}
-    for name, fn in sdpa_peers(False).items():
-        try:
-            host[name] = host_us_per_call(lambda f=fn: f(q, k, v))
-        except Exception as e:  # noqa: BLE001
-            host[name] = f"error: {e}"[:120]
-    fa4 = fa4_peer(False)
-    if fa4 is not None:
-        try:
-            host["fa4"] = host_us_per_call(lambda: fa4(q, k, v))
-        except Exception as e:  # noqa: BLE001
-            host["fa4"] = f"error: {e}"[:120]
+    host = host_overheads(dtype)
     compile_s = {f"{e.key.variant.name}/{e.key.dtype}/d{e.key.head_dim}/L{int(e.key.mask.has_left)}"
                  f"R{int(e.key.mask.has_right)}": round(e.compile_seconds, 2)
                  for e in (CACHE.get(kk) for kk in CACHE.keys())}

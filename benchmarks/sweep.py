@@ -29,13 +29,25 @@ def grid(head_dim: int):
     for tm, tn, wq in [(128, 64, 4), (128, 32, 4), (64, 64, 4), (128, 128, 8)]:
         for stages in (2, 3):
             for ptxas in ("", "-O1"):
-                out.append((tm, tn, wq, 1, stages, ptxas))
+                out.append((tm, tn, wq, 1, stages, ptxas, False))
     return out
 
 
-def make(tm, tn, wq, ws, stages, ptxas, d):
-    name = f"m{tm}n{tn}w{wq}x{ws}s{stages}{ptxas.replace('-', '_')}"
-    return Variant(name, Mma16816(tm, tn, wq, ws), Sm80CpAsync(stages), head_dims=(d,), ptxas_options=ptxas)
+def parse_config(text: str):
+    """``128x64x4s3`` -> (128, 64, 4, 1, 3, "", False); suffix ``O1``: ptxas -O1; ``L``: lazy O rescale."""
+    lazy = text.endswith("L")
+    body = text[:-1] if lazy else text
+    ptxas = "-O1" if body.endswith("O1") else ""
+    body = body[:-2] if ptxas else body
+    dims, stages = body.split("s")
+    tm, tn, wq = map(int, dims.split("x"))
+    return tm, tn, wq, 1, int(stages), ptxas, lazy
+
+
+def make(tm, tn, wq, ws, stages, ptxas, lazy, d):
+    name = f"m{tm}n{tn}w{wq}x{ws}s{stages}{ptxas.replace('-', '_')}{'L' if lazy else ''}"
+    tiles = Mma16816(tm, tn, wq, ws, rescale_threshold=8.0 if lazy else None)
+    return Variant(name, tiles, Sm80CpAsync(stages), head_dims=(d,), ptxas_options=ptxas)
 
 
 def main():
@@ -44,11 +56,14 @@ def main():
     ap.add_argument("--dims", default="128")
     ap.add_argument("--seqlens", default="4096,8192")
     ap.add_argument("--only", default=None, help="comma list of variant names to keep")
+    ap.add_argument("--configs", default=None,
+                    help="comma list of MxNxWsS[O1] configs, e.g. 128x64x4s3,128x32x8s2O1 (default: the grid)")
     args = ap.parse_args()
     env = environment()
     rows = []
     for d in map(int, args.dims.split(",")):
-        variants = [make(*c, d) for c in grid(d)]
+        configs = grid(d) if not args.configs else [parse_config(c) for c in args.configs.split(",")]
+        variants = [make(*c, d) for c in configs]
         if args.only:
             keep = set(args.only.split(","))
             variants = [v for v in variants if v.name in keep]

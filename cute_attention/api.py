@@ -25,17 +25,20 @@ SUPPORTED_HEAD_DIMS = (64, 96, 128, 192, 256)
 MAX_GRID_YZ = 65535
 
 
-def _abi_ok(t: torch.Tensor) -> bool:
-    """The layout compiled kernels assume (see :mod:`cute_attention.compile_cache`)."""
-    if t.stride(-1) != 1 or t.data_ptr() % 16:
+_PLANS: dict = {}
+_MAX_PLANS = 4096
+
+
+def _strides_ok(t: torch.Tensor) -> bool:
+    """The stride part of the layout compiled kernels assume (see :mod:`cute_attention.compile_cache`)."""
+    if t.stride(-1) != 1:
         return False
     return all(s % STRIDE_DIVISIBILITY == 0 and (s != 0 or n == 1) for s, n in zip(t.stride()[:-1], t.shape[:-1]))
 
 
-def _as_kernel_input(t: torch.Tensor) -> torch.Tensor:
-    if _abi_ok(t):
-        return t
-    return t.clone() if t.is_contiguous() else t.contiguous()
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    """A fresh tensor (aligned, contiguous) with t's values."""
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 def _check_tensor(name: str, t, ndim: int) -> None:
@@ -86,6 +89,32 @@ def attention(
     natural-log sum of exponentials, float32 ``(batch, nheads, seqlen_q)``.
     ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
     """
+    sig = plan = None
+    if type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor and (
+            out is None or type(out) is torch.Tensor):
+        # The call's signature: everything validation looks at, types included (1 == True must not pass
+        # for a bool), and no tensor data. Seen signatures skip straight to the launch.
+        sig = (q.shape, q.stride(), q.dtype, q.device, k.shape, k.stride(), k.dtype, k.device,
+               v.shape, v.stride(), v.dtype, v.device,
+               None if out is None else (out.shape, out.stride(), out.dtype, out.device),
+               softmax_scale, type(softmax_scale), causal, type(causal), window_size, type(window_size),
+               return_lse, type(return_lse), variant)
+        if type(window_size) is tuple and len(window_size) == 2:
+            sig += (type(window_size[0]), type(window_size[1]))
+        try:
+            plan = _PLANS.get(sig)
+        except TypeError:  # an unhashable argument (a list window, say): validate every time
+            plan = sig = None
+    if plan is None:
+        plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant)
+        if sig is not None and len(_PLANS) < _MAX_PLANS:
+            _PLANS[sig] = plan
+    return plan.launch(q, k, v, out)
+
+
+def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant) -> LaunchPlan:
+    """Validate one call signature (no tensor data involved) and choose its kernel."""
+
     _check_tensor("q", q, 4)
     _check_tensor("k", k, 4)
     _check_tensor("v", v, 4)
@@ -148,13 +177,41 @@ def attention(
         if t is not None:
             _check_device(name, t, q)
     if out is not None:
-        if not _abi_ok(out):
+        if not _strides_ok(out):
             raise ValueError("out must have a contiguous last dim, a 16-byte aligned base and other strides "
                              f"that are non-zero multiples of {STRIDE_DIVISIBILITY}; got strides {out.stride()}")
-    q, k, v = (_as_kernel_input(t) for t in (q, k, v))
-    if out is None:
-        out = torch.empty_like(q)
-    lse = torch.empty((batch, nheads, seqlen_q), dtype=torch.float32, device=q.device) if return_lse else None
-    launcher.launch(chosen, dtype, head_dim, mask, q, k, v, out, lse, float(softmax_scale),
-                    max(left, 0), max(right, 0))
-    return (out, lse) if return_lse else out
+    kernel = launcher.compiled_for(chosen, dtype, head_dim, mask, return_lse)
+    return LaunchPlan(kernel, float(softmax_scale), max(left, 0), max(right, 0),
+                      (batch, nheads, seqlen_q) if return_lse else None,
+                      tuple(not _strides_ok(t) for t in (q, k, v)))
+
+
+class LaunchPlan:
+    """A validated call signature: its compiled kernel and runtime scalars. Per call only the data
+    pointers' alignment is checked (it is not part of the signature)."""
+
+    __slots__ = ("kernel", "scale", "left", "right", "lse_shape", "copies")
+
+    def __init__(self, kernel, scale, left, right, lse_shape, copies):
+        self.kernel = kernel
+        self.scale = scale
+        self.left = left
+        self.right = right
+        self.lse_shape = lse_shape
+        self.copies = copies
+
+    def launch(self, q, k, v, out):
+        cq, ck, cv = self.copies
+        if cq or q.data_ptr() % 16:
+            q = _copy(q)
+        if ck or k.data_ptr() % 16:
+            k = _copy(k)
+        if cv or v.data_ptr() % 16:
+            v = _copy(v)
+        if out is None:
+            out = torch.empty_like(q)
+        elif out.data_ptr() % 16:
+            raise ValueError("out must have a 16-byte aligned base pointer")
+        lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
+        launcher.launch(self.kernel, q, k, v, out, lse, self.scale, self.left, self.right)
+        return out if lse is None else (out, lse)

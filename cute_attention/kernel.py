@@ -114,8 +114,8 @@ class AttentionKernel:
         smem = SmemAllocator()
         ptr_q = smem.allocate(q_bytes, byte_alignment=SMEM_ALIGN)
         ptr_kv = smem.allocate(kv_bytes, byte_alignment=SMEM_ALIGN)
-        sQ = cute.make_tensor(cute.recast_ptr(ptr_q, dtype=self.dtype), impl.q_layout())
-        sKV = cute.make_tensor(cute.recast_ptr(ptr_kv, dtype=self.dtype), impl.kv_ring_layout(self.mainloop.kv_slots))
+        sQ = impl.q_tile(ptr_q)
+        sKV = impl.kv_ring(ptr_kv, self.mainloop.kv_slots)
 
         # ---- prologue ----
         q_it = self.mainloop.gmem_iterator(self.dtype, self.tile_m, self.head_dim, self.threads)

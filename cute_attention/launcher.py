@@ -13,8 +13,6 @@ import torch
 
 from cute_attention.compile_cache import CACHE, CompiledKernel, CompileKey, default_target
 
-_fast: dict[tuple, CompiledKernel] = {}
-
 
 @functools.cache
 def target() -> str:
@@ -22,16 +20,10 @@ def target() -> str:
 
 
 def compiled_for(variant, dtype: str, head_dim: int, mask, with_lse: bool) -> CompiledKernel:
-    fast_key = (variant, dtype, head_dim, mask, with_lse)
-    entry = _fast.get(fast_key)
-    if entry is None:
-        entry = CACHE.get(CompileKey(variant, dtype, head_dim, mask, with_lse, target()))
-        _fast[fast_key] = entry
-    return entry
+    return CACHE.get(CompileKey(variant, dtype, head_dim, mask, with_lse, target()))
 
 
-def launch(variant, dtype: str, head_dim: int, mask, q, k, v, out, lse, scale: float, left: int, right: int):
-    kernel = compiled_for(variant, dtype, head_dim, mask, lse is not None)
+def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, right: int) -> None:
     if q.device.index != torch.cuda.current_device():
         with torch.cuda.device(q.device):
             kernel(q, k, v, out, lse, scale, left, right)

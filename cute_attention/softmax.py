@@ -31,12 +31,20 @@ def row_allreduce(val: Float32, op: str, width: int) -> Float32:
 
 
 class OnlineSoftmax:
-    """Per-thread running max ``M`` and (lane-partial) running sum ``L`` of its rows."""
+    """Per-thread running max ``M`` and (lane-partial) running sum ``L`` of its rows.
 
-    def __init__(self, scale_log2: Float32, num_rows: int, row_threads: int = 4):
+    With ``rescale_threshold`` (log2 units) ``M`` is raised, and ``O``, ``L`` rescaled, only when some
+    row of the warp grew by more than the threshold: otherwise the stale ``M`` is kept, so ``P`` stays
+    below ``2**threshold`` (exact in fp32 accumulators, fine for fp16/bf16 P) and most tiles skip the
+    rescale of O. ``M`` and ``L`` always stay consistent, so the result and the LSE are unchanged.
+    """
+
+    def __init__(self, scale_log2: Float32, num_rows: int, row_threads: int = 4,
+                 rescale_threshold: float | None = None):
         self.scale_log2 = scale_log2
         self.num_rows = num_rows
         self.row_threads = row_threads
+        self.rescale_threshold = rescale_threshold
         self.row_max = cute.make_rmem_tensor((num_rows,), Float32)
         self.row_sum = cute.make_rmem_tensor((num_rows,), Float32)
         self.row_max.fill(-Float32.inf)
@@ -45,6 +53,38 @@ class OnlineSoftmax:
     @cute.jit
     def update(self, acc_S_mn: cute.Tensor, acc_O_mn: cute.Tensor, is_first: cutlass.Constexpr):
         """Turn the scores of one KV tile into ``P`` in place and rescale ``acc_O``."""
+        if cutlass.const_expr(self.rescale_threshold is None or is_first):
+            self.update_eager(acc_S_mn, acc_O_mn, is_first)
+        else:
+            self.update_lazy(acc_S_mn, acc_O_mn)
+
+    @cute.jit
+    def update_lazy(self, acc_S_mn: cute.Tensor, acc_O_mn: cute.Tensor):
+        row_max = self.row_max
+        row_sum = self.row_sum
+        tile_max = cute.make_rmem_tensor((self.num_rows,), Float32)
+        grows = False
+        for r in cutlass.range_constexpr(self.num_rows):
+            m = acc_S_mn[r, None].load().reduce(cute.ReductionOp.MAX, -Float32.inf, 0)
+            tile_max[r] = row_allreduce(m, "max", self.row_threads)
+            # (x - -inf) is +inf: a row's first visible scores always trigger the rescale
+            grows = grows or (tile_max[r] - row_max[r]) * self.scale_log2 > self.rescale_threshold
+        if cute.arch.vote_any_sync(grows):
+            for r in cutlass.range_constexpr(self.num_rows):
+                new_max = cute.arch.fmax(row_max[r], tile_max[r])
+                safe = 0.0 if new_max == -Float32.inf else new_max
+                alpha = cute.math.exp2((row_max[r] - safe) * self.scale_log2, fastmath=True)
+                row_max[r] = new_max
+                row_sum[r] = row_sum[r] * alpha
+                acc_O_mn[r, None].store(acc_O_mn[r, None].load() * alpha)
+        for r in cutlass.range_constexpr(self.num_rows):
+            safe = 0.0 if row_max[r] == -Float32.inf else row_max[r]
+            p = cute.math.exp2(acc_S_mn[r, None].load() * self.scale_log2 - safe * self.scale_log2, fastmath=True)
+            acc_S_mn[r, None].store(p)
+            row_sum[r] = row_sum[r] + p.reduce(cute.ReductionOp.ADD, Float32.zero, 0)
+
+    @cute.jit
+    def update_eager(self, acc_S_mn: cute.Tensor, acc_O_mn: cute.Tensor, is_first: cutlass.Constexpr):
         for r in cutlass.range_constexpr(self.num_rows):
             row = acc_S_mn[r, None].load()
             tile_max = row.reduce(cute.ReductionOp.MAX, -Float32.inf, 0)

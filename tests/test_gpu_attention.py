@@ -90,6 +90,21 @@ def test_every_registered_variant(name):
                     raise AssertionError(f"d={d} b={b} sq={sq} sk={sk} causal={causal} w={window}: {e}") from None
 
 
+def test_lazy_rescale_option():
+    """The Impl knob that keeps a stale row max (rescale only past 2**8) gives the same results."""
+    import dataclasses
+
+    from cute_attention.registry import SM80_M128N64
+
+    lazy = dataclasses.replace(SM80_M128N64, name="lazy", impl=dataclasses.replace(SM80_M128N64.impl,
+                                                                                    rescale_threshold=8.0))
+    for causal, window in [(False, (-1, -1)), (True, (-1, -1)), (False, (150, 40))]:
+        for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4)]:
+            q, k, v = make_qkv(b, sq, sk, h, hkv, 128, torch.bfloat16)
+            q = q * 4  # large scores: the running max moves by more than the threshold
+            check(q, k, v, causal=causal, window_size=window, variant=lazy)
+
+
 def test_no_lse_and_custom_scale():
     q, k, v = make_qkv(2, 300, 517, 4, 2, 128, torch.float16)
     check(q, k, v, causal=True, softmax_scale=0.3, lse_too=False)
@@ -147,6 +162,13 @@ def test_errors_write_nothing():
         attention(q, k, v, out=torch.empty_like(q).transpose(-1, -2).contiguous().transpose(-1, -2))
     with pytest.raises(ValueError, match="k must be a CUDA tensor"):
         attention(q, k.cpu(), v, out=out)
+    attention(q, k, v, causal=True, return_lse=True)  # this signature is now validated and remembered
+    with pytest.raises(TypeError, match="causal must be a bool"):
+        attention(q, k, v, causal=1, return_lse=True)  # 1 == True, but a remembered plan must not admit it
+    with pytest.raises(ValueError, match="16-byte aligned"):
+        attention(q, k, v, out=torch.empty(q.numel() + 1, dtype=q.dtype, device=q.device)[1:].view(q.shape))
+    torch.cuda.synchronize()
+    out = torch.full_like(q, 7.0)
     torch.cuda.synchronize()
     assert (out == 7.0).all()
 
