@@ -2,8 +2,8 @@
 
 One interface for every pipeline strategy: ``partition`` once per CTA, then per tile either
 ``prefetch`` (asynchronous copy straight into a shared-memory slot, Sm80) or ``load`` into
-registers followed later by ``save`` to shared memory (Sm70), and ``clear_smem`` for rows past the
-end of the sequence, which must read as zeros (a NaN left in V would survive ``0 · NaN``).
+registers followed later by ``save`` to shared memory (Sm70). Rows past the end of the sequence are
+written as zeros instead (TurboMind's ``ClearSmem``): a NaN left in V would survive ``0 · NaN``.
 
 Rows are predicated per 16-byte vector row group; columns never are (head dims are whole tiles).
 """
@@ -58,15 +58,6 @@ class GmemIterator:
         return CopyPartition(
             src=thr.partition_S(src), dst=thr.partition_D(dst), row0=tXcX[0][0], t0_rows=t0_rows
         )
-
-    @cute.jit
-    def clear_smem(self, part: CopyPartition, slot: Int32, row_limit: Int32):
-        """Write zeros into the rows of ``slot`` at or past ``row_limit``."""
-        dst = part.dst[None, None, None, slot]
-        for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
-            if part.t0_rows[m] >= row_limit - part.row0:
-                dst[None, m, None].fill(0)
-
 
 class Sm80GmemIterator(GmemIterator):
     """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""

@@ -51,6 +51,3 @@ def transposed_view(t: cute.Tensor) -> cute.Tensor:
     order = (1, 0, *range(2, cute.rank(t)))
     return cute.composition(t, cute.make_ordered_layout(shape, order=order))
 
-
-def tile_bytes(rows: int, head_dim: int, elem_bytes: int = 2) -> int:
-    return rows * head_dim * elem_bytes

@@ -108,12 +108,6 @@ def turbomind_mask_iter_back(offset_q: int, offset_k: int, tile_n: int) -> int:
     return ceil_div(max(0, offset_k - offset_q + tile_n), tile_n)
 
 
-def turbomind_mask_iter_front(offset_q: int, offset_k: int, tile_m: int, tile_n: int, tile_iter: int,
-                              window: int) -> int:
-    """TurboMind's count of window-masked tiles at the front (DESIGN.md)."""
-    return ceil_div(max(0, offset_q + tile_m - offset_k + tile_iter * tile_n - window), tile_n)
-
-
 def key_visible(row_pos: int, col: int, seqlen_k: int, window_left: int, window_right: int,
                 has_left: bool, has_right: bool) -> bool:
     """Brute-force visibility of key ``col`` to the query at absolute position ``row_pos`` (host only)."""

@@ -20,11 +20,6 @@ class MaskSpec:
     has_left: bool = False
     has_right: bool = False
 
-    @staticmethod
-    def from_window(causal: bool, window_size: tuple[int, int]) -> MaskSpec:
-        left, right = window_size
-        return MaskSpec(has_left=left >= 0, has_right=causal or right >= 0)
-
 
 @dataclass(frozen=True)
 class TileMask:

@@ -11,9 +11,6 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 
-KEY_OPS = ("HMMA", "HGMMA", "LDGSTS", "LDSM", "LDG", "STS", "LDS", "STG", "LDL", "STL", "BAR", "SHFL",
-           "MUFU.EX2", "FFMA", "HFMA2")
-
 
 def find_nvdisasm() -> str | None:
     """nvdisasm from PATH, CUDA_HOME, or the ``nvidia-cuda-nvdisasm`` wheel."""
