@@ -144,12 +144,16 @@ def test_launches_on_the_current_stream():
 
 
 def test_no_recompile_for_runtime_values():
+    """Batch, lengths, heads, scale and window sizes are kernel arguments: one compile serves them all."""
+    variant = REGISTRY.get("sm80_m128n64_s2")
     q, k, v = make_qkv(1, 100, 200, 4, 2, 64, torch.bfloat16)
-    attention(q, k, v, causal=True, return_lse=True)
+    attention(q, k, v, causal=True, return_lse=True, variant=variant)
+    attention(q, k, v, window_size=(10, 3), return_lse=True, variant=variant)
     misses = CACHE.misses
     for b, sq, sk, h, hkv in [(2, 37, 555, 8, 2), (1, 700, 70, 2, 1)]:
         q, k, v = make_qkv(b, sq, sk, h, hkv, 64, torch.bfloat16)
-        check(q, k, v, causal=True, softmax_scale=0.1 + sq / 1000)
+        check(q, k, v, causal=True, softmax_scale=0.1 + sq / 1000, variant=variant)
+        check(q, k, v, window_size=(sq // 3, sk // 5), variant=variant)
     assert CACHE.misses == misses, "a runtime value triggered a recompile"
 
 
