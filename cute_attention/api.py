@@ -18,10 +18,9 @@ from cute_attention import launcher
 from cute_attention.compile_cache import STRIDE_DIVISIBILITY
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import REGISTRY, AttnDesc
-from cute_attention.variant import Variant
+from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
 TORCH_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
-SUPPORTED_HEAD_DIMS = (64, 96, 128, 192, 256)
 MAX_GRID_YZ = 65535
 
 
@@ -126,8 +125,8 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant)
             raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
     batch, seqlen_q, nheads, head_dim = q.shape
     _, seqlen_k, nheads_kv, _ = k.shape
-    if head_dim not in SUPPORTED_HEAD_DIMS:
-        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {SUPPORTED_HEAD_DIMS}")
+    if head_dim not in ALL_HEAD_DIMS:
+        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {ALL_HEAD_DIMS}")
     if tuple(k.shape) != tuple(v.shape):
         raise ValueError(f"k shape {tuple(k.shape)} and v shape {tuple(v.shape)} must match")
     if k.shape[0] != batch:
@@ -178,8 +177,8 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant)
             _check_device(name, t, q)
     if out is not None:
         if not _strides_ok(out):
-            raise ValueError("out must have a contiguous last dim, a 16-byte aligned base and other strides "
-                             f"that are non-zero multiples of {STRIDE_DIVISIBILITY}; got strides {out.stride()}")
+            raise ValueError("out must have a contiguous last dim and other strides that are non-zero "
+                             f"multiples of {STRIDE_DIVISIBILITY}; got strides {out.stride()}")
     kernel = launcher.compiled_for(chosen, dtype, head_dim, mask, return_lse)
     return LaunchPlan(kernel, float(softmax_scale), max(left, 0), max(right, 0),
                       (batch, nheads, seqlen_q) if return_lse else None,

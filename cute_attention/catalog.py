@@ -27,6 +27,7 @@ class CatalogEntry:
     dtype: str
     head_dim: int
     registers: int | None
+    arch: str | None
     smem_bytes: int
     threads: int
     spills: int
@@ -56,6 +57,7 @@ def compile_entry(key: CompileKey) -> tuple[CatalogEntry, object]:
         dtype=key.dtype,
         head_dim=key.head_dim,
         registers=stats.registers,
+        arch=stats.arch,
         smem_bytes=compiled.smem_bytes,
         threads=compiled.threads,
         spills=stats.spills,

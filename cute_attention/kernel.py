@@ -14,16 +14,24 @@ from __future__ import annotations
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
+from cutlass.cutlass_dsl import SMEM_CAPACITY_MAP
 from cutlass.memory import SmemAllocator
 
 from cute_attention.arch.gmem_iterator import StoreIterator
-from cute_attention.arch.sm80.mainloop import MainloopArgs
 from cute_attention.index_math import kv_tile_schedule
+from cute_attention.mainloop_args import MainloopArgs
 from cute_attention.masks import MaskSpec
 from cute_attention.softmax import LOG2_E
 
 SMEM_ALIGN = 1024
-SMEM_LIMIT = {"sm_80": 166912, "sm_86": 101376, "sm_89": 101376, "sm_90": 232448, "sm_90a": 232448}
+
+
+def smem_capacity(target: str) -> int:
+    """Shared memory one CTA may use on ``target`` (``sm_90a`` counts as ``sm_90``), from the DSL's table."""
+    base = target[:-1] if target.endswith(("a", "f")) else target
+    if base not in SMEM_CAPACITY_MAP:
+        raise ValueError(f"unknown target {target!r}; known: {sorted(SMEM_CAPACITY_MAP)}")
+    return SMEM_CAPACITY_MAP[base]
 
 
 class AttentionKernel:
@@ -60,7 +68,7 @@ class AttentionKernel:
             return f"dtype {self.dtype} is not fp16/bf16"
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
-        limit = SMEM_LIMIT.get(target, SMEM_LIMIT["sm_80"])
+        limit = smem_capacity(target)
         if self.smem_bytes() > limit:
             return f"needs {self.smem_bytes()} B of shared memory, {target} has {limit}"
         return None

@@ -24,8 +24,9 @@ def compiled_for(variant, dtype: str, head_dim: int, mask, with_lse: bool) -> Co
 
 
 def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, right: int) -> None:
+    fn = kernel.fn  # the TVM-FFI function itself: no extra Python frame per launch
     if q.device.index != torch.cuda.current_device():
         with torch.cuda.device(q.device):
-            kernel(q, k, v, out, lse, scale, left, right)
+            fn(q, k, v, out, lse, scale, left, right)
     else:
-        kernel(q, k, v, out, lse, scale, left, right)
+        fn(q, k, v, out, lse, scale, left, right)

@@ -9,7 +9,7 @@ import pytest
 
 from cute_attention.catalog import catalog_keys, compile_entry
 from cute_attention.compile_cache import CompileKey
-from cute_attention.kernel import SMEM_LIMIT
+from cute_attention.kernel import smem_capacity
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import REGISTRY, SM80_M64N64, SM80_M128N32_W8, SM80_M128N64_S3
 
@@ -52,7 +52,7 @@ def test_sass_instruction_mix(compiled):
         assert e.sass["LDSM"] > 0, (ctx, "operands must come through ldmatrix")
         assert e.spills <= key.variant.spill_budget, (ctx, f"{e.spills} LDL/STL > budget {key.variant.spill_budget}")
         assert e.registers is not None and e.registers <= 255, ctx
-        assert e.smem_bytes <= SMEM_LIMIT[target], ctx
+        assert e.smem_bytes <= smem_capacity(target), ctx
         assert e.compile_seconds < 60, ctx
 
 
@@ -67,9 +67,5 @@ def test_spill_free_variants_really_are(compiled):
 
 def test_arch_tag_in_cubin(compiled):
     target, entries = compiled
-    from cute_attention.compile_cache import compile_key
-    from cute_attention.sass import inspect_cubin
-
-    key = entries[0][0]
-    stats = inspect_cubin(compile_key(key).cubin)
-    assert stats.arch == {"sm_80": "sm80", "sm_90a": "sm90"}[target]
+    want = {"sm_80": "sm80", "sm_90a": "sm90"}[target]
+    assert all(e.arch == want for _, e in entries)

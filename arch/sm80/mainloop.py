@@ -16,7 +16,6 @@ by the sliding window's left bound; the first tile is peeled (full mask, no resc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cutlass
 import cutlass.cute as cute
@@ -24,27 +23,8 @@ from cutlass import Int32
 
 from cute_attention.arch.gmem_iterator import Sm80GmemIterator
 from cute_attention.index_math import imax, imin
-from cute_attention.masks import MaskSpec, TileMask
-
-
-@dataclass(frozen=True)
-class MainloopArgs:
-    """Everything one CTA's mainloop reads (built by the kernel object's prologue)."""
-
-    impl: Any
-    st: Any  # ImplState
-    softmax: Any
-    acc_O: Any
-    it: Any  # gmem iterator of K/V tiles
-    k_part: Any  # CopyPartition of K tiles into the ring
-    v_part: Any  # CopyPartition of V tiles into the ring
-    sched: Any  # TileSchedule
-    q_start: Any
-    seqlen_q: Any
-    seqlen_k: Any
-    window_left: Any
-    window_right: Any
-    mask: MaskSpec
+from cute_attention.mainloop_args import MainloopArgs
+from cute_attention.masks import TileMask
 
 
 @dataclass(frozen=True)
