@@ -38,6 +38,10 @@ class ImplTiles:
     # lazy rescale of O (log2 units, see OnlineSoftmax); None rescales on every tile. Measured on the H100
     # within run-to-run noise of the eager form (d128 s4k-8k: -14%..+2%), so off by default.
     rescale_threshold: float | None = None
+    # operand pipeline in registers: None loads the ldmatrix fragments of k-block k+1 while k-block k computes;
+    # an int n issues each ldmatrix n copies ahead of the MMAs that read it, so only about n copies' worth of
+    # K/V fragments is live at a time (fewer registers at 32 query rows per warp).
+    ldsm_ahead: int | None = None
 
     @property
     def threads(self) -> int:
@@ -80,6 +84,7 @@ class WarpMmaImpl:
         self.warps_s = tiles.warps_s
         self.threads = tiles.threads
         self.rescale_threshold = tiles.rescale_threshold
+        self.ldsm_ahead = tiles.ldsm_ahead
         self.group_threads = self.warps_q * WARP
         self.slice_n = self.tile_n // self.warps_s
         self.check_tiles()
@@ -93,6 +98,8 @@ class WarpMmaImpl:
             raise ValueError(f"tile_n/warps_s must be a multiple of 16 (tile_n={self.tile_n})")
         if self.head_dim % 16:
             raise ValueError(f"head_dim must be a multiple of 16, got {self.head_dim}")
+        if self.ldsm_ahead is not None and self.ldsm_ahead < 1:
+            raise ValueError(f"ldsm_ahead must be None or >= 1, got {self.ldsm_ahead}")
 
     def merge_bytes(self) -> int:
         """Shared memory the cross-warp merge needs: partial O of every extra group plus M and L."""
@@ -191,21 +198,25 @@ class WarpMmaImpl:
     # ---- per-tile math ----
     @cute.jit
     def compute_qk(self, st: ImplState, slot: Int32) -> cute.Tensor:
-        """S = Q·Kᵀ for this group's KV slice, K read from ring ``slot``; ldmatrix one k-block ahead."""
-        tiled_mma = self.tiled_mma()
+        """S = Q·Kᵀ for this group's KV slice, K read from ring ``slot``; ldmatrix runs ahead of the MMAs."""
         acc_S = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.slice_n)), Float32)
         acc_S.fill(0.0)
         tSsK = st.tSsK[None, None, None, slot]
         tSrQ_view = st.copy_Q.retile(st.tSrQ)
         tSrK_view = st.copy_K.retile(st.tSrK)
         num_k = cute.size(st.tSsQ.shape[2])
-        cute.copy(st.copy_Q, st.tSsQ[None, None, 0], tSrQ_view[None, None, 0])
-        cute.copy(st.copy_K, tSsK[None, None, 0], tSrK_view[None, None, 0])
-        for k in cutlass.range_constexpr(num_k):
-            if cutlass.const_expr(k + 1 < num_k):
-                cute.copy(st.copy_Q, st.tSsQ[None, None, k + 1], tSrQ_view[None, None, k + 1])
-                cute.copy(st.copy_K, tSsK[None, None, k + 1], tSrK_view[None, None, k + 1])
-            cute.gemm(tiled_mma, acc_S, st.tSrQ[None, None, k], st.tSrK[None, None, k], acc_S)
+        if cutlass.const_expr(self.ldsm_ahead is None):
+            tiled_mma = self.tiled_mma()
+            cute.copy(st.copy_Q, st.tSsQ[None, None, 0], tSrQ_view[None, None, 0])
+            cute.copy(st.copy_K, tSsK[None, None, 0], tSrK_view[None, None, 0])
+            for k in cutlass.range_constexpr(num_k):
+                if cutlass.const_expr(k + 1 < num_k):
+                    cute.copy(st.copy_Q, st.tSsQ[None, None, k + 1], tSrQ_view[None, None, k + 1])
+                    cute.copy(st.copy_K, tSsK[None, None, k + 1], tSrK_view[None, None, k + 1])
+                cute.gemm(tiled_mma, acc_S, st.tSrQ[None, None, k], st.tSrK[None, None, k], acc_S)
+        else:
+            self.pipelined_gemm(acc_S, st.tSrQ, st.tSrK, st.copy_K, tSsK, tSrK_view,
+                                a_copy=(st.copy_Q, st.tSsQ, tSrQ_view))
         return acc_S
 
     @cute.jit
@@ -230,15 +241,47 @@ class WarpMmaImpl:
     @cute.jit
     def compute_pv(self, st: ImplState, tOrP: cute.Tensor, acc_O: cute.Tensor, slot: Int32):
         """O += P·V for this group's KV slice, V read (transposed by ldmatrix) from ring ``slot``."""
-        tiled_mma = self.tiled_mma()
         tOsVt = st.tOsVt[None, None, None, slot]
         tOrVt_view = st.copy_V.retile(st.tOrVt)
         num_k = cute.size(tOrP.shape[2])
-        cute.copy(st.copy_V, tOsVt[None, None, 0], tOrVt_view[None, None, 0])
-        for k in cutlass.range_constexpr(num_k):
-            if cutlass.const_expr(k + 1 < num_k):
-                cute.copy(st.copy_V, tOsVt[None, None, k + 1], tOrVt_view[None, None, k + 1])
-            cute.gemm(tiled_mma, acc_O, tOrP[None, None, k], st.tOrVt[None, None, k], acc_O)
+        if cutlass.const_expr(self.ldsm_ahead is None):
+            tiled_mma = self.tiled_mma()
+            cute.copy(st.copy_V, tOsVt[None, None, 0], tOrVt_view[None, None, 0])
+            for k in cutlass.range_constexpr(num_k):
+                if cutlass.const_expr(k + 1 < num_k):
+                    cute.copy(st.copy_V, tOsVt[None, None, k + 1], tOrVt_view[None, None, k + 1])
+                cute.gemm(tiled_mma, acc_O, tOrP[None, None, k], st.tOrVt[None, None, k], acc_O)
+        else:
+            self.pipelined_gemm(acc_O, tOrP, st.tOrVt, st.copy_V, tOsVt, tOrVt_view, a_copy=None)
+
+    @cute.jit
+    def pipelined_gemm(self, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, copy_B, tBs: cute.Tensor,
+                       tB_view: cute.Tensor, a_copy: cutlass.Constexpr):
+        """``acc += A·B`` one ldmatrix of B at a time, each issued ``ldsm_ahead`` copies before the MMAs that
+        read it. ``a_copy`` = (copy, smem view, register view) loads A one k-block ahead, or None (A in registers).
+        """
+        tiled_mma = self.tiled_mma()
+        num_k = cute.size(tB.shape[2])
+        groups = copy_groups(tB, tB_view)
+        # (k-block, ldmatrix index along N) in the order the MMAs consume them
+        order = [(k, j) for k in range(num_k) for j in range(len(groups))]
+        ahead = self.ldsm_ahead
+        if cutlass.const_expr(a_copy is not None):
+            cute.copy(a_copy[0], a_copy[1][None, None, 0], a_copy[2][None, None, 0])
+        for i in cutlass.range_constexpr(min(ahead, len(order))):
+            cute.copy(copy_B, tBs[None, order[i][1], order[i][0]], tB_view[None, order[i][1], order[i][0]])
+        for i in cutlass.range_constexpr(len(order)):
+            k, j = order[i]
+            if cutlass.const_expr(a_copy is not None and j == 0 and k + 1 < num_k):
+                cute.copy(a_copy[0], a_copy[1][None, None, k + 1], a_copy[2][None, None, k + 1])
+            if cutlass.const_expr(i + ahead < len(order)):
+                kn, jn = order[i + ahead]
+                cute.copy(copy_B, tBs[None, jn, kn], tB_view[None, jn, kn])
+            for n in cutlass.range_constexpr(len(groups[j])):
+                b = unit_modes(tB[None, groups[j][n], k], 1)
+                for m in cutlass.range_constexpr(cute.size(acc.shape[1])):
+                    d = unit_modes(acc[None, m, groups[j][n]], 2)
+                    cute.gemm(tiled_mma, d, unit_modes(tA[None, m, k], 1), b, d)
 
     # ---- end of the mainloop ----
     @cute.jit
@@ -305,3 +348,39 @@ class WarpMmaImpl:
         atom = cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=32)
         copy_O = cute.make_tiled_copy_C(atom, self.tiled_mma()).get_slice(st.tq)
         cute.copy(copy_O, copy_O.retile(rO), copy_O.partition_D(sO))
+
+
+def _flat(t):
+    return [x for e in t for x in _flat(e)] if isinstance(t, tuple) else [t]
+
+
+def mode_offset(layout, mode: int, i: int) -> int:
+    """Offset of index ``i`` of ``layout``'s ``mode`` (static layouts, colexicographic), as a Python int."""
+    shapes, strides = _flat(layout.shape[mode]), _flat(layout.stride[mode])
+    off = 0
+    for extent, stride in zip(shapes, strides):
+        off += (i % extent) * stride
+        i //= extent
+    return off
+
+
+def copy_groups(frag: cute.Tensor, view: cute.Tensor) -> list[list[int]]:
+    """For each copy along N of ``view`` (an ldmatrix retiling of the MMA fragment ``frag``), the MMA atoms along
+    N whose registers it writes. Both tensors index (values, N, K); computed from the static layouts."""
+    width = cute.size(view.shape[0])
+    values = {mode_offset(view.layout, 0, v) for v in range(width)}
+    groups = []
+    for j in range(cute.size(view.shape[1])):
+        base = mode_offset(view.layout, 1, j)
+        owned = [n for n in range(cute.size(frag.shape[1])) if mode_offset(frag.layout, 1, n) - base in values]
+        groups.append(owned)
+    if sorted(n for g in groups for n in g) != list(range(cute.size(frag.shape[1]))):
+        raise ValueError(f"ldmatrix copies {view.layout} do not tile the MMA fragment {frag.layout}")
+    return groups
+
+
+def unit_modes(t: cute.Tensor, count: int) -> cute.Tensor:
+    """Append ``count`` size-1 modes (a single MMA atom seen as an (M, N) or (M,) fragment for ``cute.gemm``)."""
+    shape = (t.layout.shape,) + (1,) * count
+    stride = (t.layout.stride,) + (0,) * count
+    return cute.make_tensor(t.iterator, cute.make_layout(shape, stride=stride))

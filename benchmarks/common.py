@@ -36,6 +36,23 @@ def bench_ms(fn, warmup: int = 25, rep: int = 100) -> float:
     return do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 
+def bench_interleaved(fns: dict, rounds: int = 5, warmup: int = 10, rep: int = 40) -> dict:
+    """Time several callables in alternation: ``rounds`` rounds, each timing every callable once (median of
+    ``do_bench``), the order rotated every round so that clock or thermal drift hits all of them alike.
+
+    Returns ``{name: {"ms": median over rounds, "ms_rounds": [...]}}``.
+    """
+    import statistics
+
+    names = list(fns)
+    per = {n: [] for n in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for n in names[shift:] + names[:shift]:
+            per[n].append(bench_ms(fns[n], warmup=warmup, rep=rep))
+    return {n: {"ms": statistics.median(v), "ms_rounds": v} for n, v in per.items()}
+
+
 def host_us_per_call(fn, calls: int = 100, rounds: int = 20) -> float:
     """CPU µs per call on a tiny problem: median over rounds of ``calls`` launches, each round started on an
     idle GPU so the launch queue never fills and the GPU never sets the pace."""

@@ -1,6 +1,7 @@
 """Prefill benchmark on FlashAttention's shapes (b·s = 16k, h·d = 2048) against torch SDPA and FA4.
 
-Peers run in the same process on the same inputs. TFLOP/s = 4·b·h·sq·sk·d / time, halved for causal.
+Peers run in the same process on the same inputs, timed in alternation (``--rounds``, median).
+TFLOP/s = 4·b·h·sq·sk·d / time, halved for causal.
 Also reports compile seconds per variant and host µs per call on a tiny shape.
 
     python benchmarks/prefill.py --json out.json [--variant NAME ...] [--seqlens 512,...] [--dims 64,128]
@@ -15,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_ms, environment, fa4_peer, host_us_per_call, sdpa_peers, write_json  # noqa: E402
+from common import bench_interleaved, environment, fa4_peer, host_us_per_call, sdpa_peers, write_json  # noqa: E402
 
 from cute_attention import REGISTRY, AttnDesc, attention  # noqa: E402
 from cute_attention.compile_cache import CACHE  # noqa: E402
@@ -28,7 +29,7 @@ def tflops(b, h, sq, sk, d, causal, ms):
     return flops / (ms * 1e-3) / 1e12
 
 
-def run_case(b, s, h, d, causal, dtype, variants, peers_on=True):
+def run_case(b, s, h, d, causal, dtype, variants, peers_on=True, rounds=5):
     g = torch.Generator(device="cuda").manual_seed(s * d + causal)
     q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dtype, generator=g) for _ in range(3))
     row = {"batch": b, "seqlen": s, "nheads": h, "head_dim": d, "causal": causal, "results": {}}
@@ -42,14 +43,17 @@ def run_case(b, s, h, d, causal, dtype, variants, peers_on=True):
         fa4 = fa4_peer(causal)
         if fa4 is not None:
             fns["fa4"] = lambda: fa4(q, k, v)
+    runnable = {}
     for name, fn in fns.items():
         try:
             fn()
             torch.cuda.synchronize()
-            ms = bench_ms(fn)
-            row["results"][name] = {"ms": ms, "tflops": tflops(b, h, s, s, d, causal, ms)}
+            runnable[name] = fn
         except Exception as e:  # noqa: BLE001 - a peer that cannot run this case is reported, not fatal
             row["results"][name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    for name, t in bench_interleaved(runnable, rounds=rounds).items():
+        row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"],
+                                "tflops": tflops(b, h, s, s, d, causal, t["ms"])}
     return row
 
 
@@ -93,6 +97,7 @@ def main():
     ap.add_argument("--dims", default="64,128")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per case (median)")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     variants = args.variant or ["auto"]
@@ -103,7 +108,7 @@ def main():
         for s in map(int, args.seqlens.split(",")):
             for causal in (False, True):
                 b, h = 16384 // s, 2048 // d
-                rows.append(run_case(b, s, h, d, causal, dtype, variants, not args.no_peers))
+                rows.append(run_case(b, s, h, d, causal, dtype, variants, not args.no_peers, args.rounds))
     host = host_overheads(dtype)
     compile_s = {f"{e.key.variant.name}/{e.key.dtype}/d{e.key.head_dim}/L{int(e.key.mask.has_left)}"
                  f"R{int(e.key.mask.has_right)}": round(e.compile_seconds, 2)

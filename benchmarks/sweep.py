@@ -1,7 +1,7 @@
 """Sweep composed Sm80 variants (tile shape, warps, stages, ptxas level) on one prefill shape family.
 
 Variants are composed on the fly (nothing registered), checked against the reference once, then timed
-next to torch SDPA FLASH on the same inputs.
+next to torch SDPA FLASH on the same inputs, in alternation (median of ``--rounds``).
 
     python benchmarks/sweep.py --json sweep.json [--dims 128] [--seqlens 4096,8192]
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_ms, environment, sdpa_peers, write_json  # noqa: E402
+from common import bench_interleaved, environment, sdpa_peers, write_json  # noqa: E402
 
 from cute_attention import Variant, attention  # noqa: E402
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync  # noqa: E402
@@ -24,30 +25,31 @@ from cute_attention.reference import tolerance_check  # noqa: E402
 
 
 def grid(head_dim: int):
-    """(tile_m, tile_n, warps_q, warps_s, stages, ptxas) candidates for one head dim."""
-    out = []
-    for tm, tn, wq in [(128, 64, 4), (128, 32, 4), (64, 64, 4), (128, 128, 8)]:
-        for stages in (2, 3):
-            for ptxas in ("", "-O1"):
-                out.append((tm, tn, wq, 1, stages, ptxas, False))
-    return out
+    """Config strings for one head dim (see :func:`parse_config`)."""
+    return [f"{tm}x{tn}x{wq}s{stages}{ptxas}" for tm, tn, wq in [(128, 64, 4), (128, 32, 4), (64, 64, 4), (128, 128, 8)]
+            for stages in (2, 3) for ptxas in ("", "O1")]
 
 
-def parse_config(text: str):
-    """``128x64x4s3`` -> (128, 64, 4, 1, 3, "", False); suffix ``O1``: ptxas -O1; ``L``: lazy O rescale."""
-    lazy = text.endswith("L")
-    body = text[:-1] if lazy else text
-    ptxas = "-O1" if body.endswith("O1") else ""
-    body = body[:-2] if ptxas else body
-    dims, stages = body.split("s")
-    tm, tn, wq = map(int, dims.split("x"))
-    return tm, tn, wq, 1, int(stages), ptxas, lazy
+CONFIG = re.compile(r"^(\d+)x(\d+)x(\d+)s(\d+)(O1)?(L)?(?:A(\d+))?$")
 
 
-def make(tm, tn, wq, ws, stages, ptxas, lazy, d):
-    name = f"m{tm}n{tn}w{wq}x{ws}s{stages}{ptxas.replace('-', '_')}{'L' if lazy else ''}"
-    tiles = Mma16816(tm, tn, wq, ws, rescale_threshold=8.0 if lazy else None)
-    return Variant(name, tiles, Sm80CpAsync(stages), head_dims=(d,), ptxas_options=ptxas)
+def parse_config(text: str) -> dict:
+    """``MxNxWsS`` then optional suffixes: ``O1`` ptxas -O1, ``L`` lazy O rescale, ``A<n>`` ldmatrix n copies ahead.
+
+    ``128x64x4s3LA2`` = 128x64 tile, 4 warps, 3 stages, lazy rescale, ldsm_ahead=2.
+    """
+    m = CONFIG.match(text)
+    if m is None:
+        raise ValueError(f"bad config {text!r}")
+    tm, tn, wq, stages = (int(m.group(i)) for i in range(1, 5))
+    return {"name": text, "tiles": Mma16816(tm, tn, wq, 1, rescale_threshold=8.0 if m.group(6) else None,
+                                            ldsm_ahead=int(m.group(7)) if m.group(7) else None),
+            "stages": stages, "ptxas": "-O1" if m.group(5) else ""}
+
+
+def make(config: dict, d: int) -> Variant:
+    return Variant(config["name"], config["tiles"], Sm80CpAsync(config["stages"]), head_dims=(d,),
+                   ptxas_options=config["ptxas"])
 
 
 def main():
@@ -56,14 +58,15 @@ def main():
     ap.add_argument("--dims", default="128")
     ap.add_argument("--seqlens", default="4096,8192")
     ap.add_argument("--only", default=None, help="comma list of variant names to keep")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per case (median)")
     ap.add_argument("--configs", default=None,
-                    help="comma list of MxNxWsS[O1] configs, e.g. 128x64x4s3,128x32x8s2O1 (default: the grid)")
+                    help="comma list of configs, e.g. 128x64x4s3,128x64x4s3LA2 (see parse_config; default: the grid)")
     args = ap.parse_args()
     env = environment()
     rows = []
     for d in map(int, args.dims.split(",")):
-        configs = grid(d) if not args.configs else [parse_config(c) for c in args.configs.split(",")]
-        variants = [make(*c, d) for c in configs]
+        configs = grid(d) if not args.configs else args.configs.split(",")
+        variants = [make(parse_config(c), d) for c in configs]
         if args.only:
             keep = set(args.only.split(","))
             variants = [v for v in variants if v.name in keep]
@@ -72,19 +75,28 @@ def main():
             q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
             for causal in (False, True):
                 flops = 4 * b * h * s * s * d / (2 if causal else 1)
-                flash = sdpa_peers(causal)["sdpa_flash"]
-                base = bench_ms(partial(flash, q, k, v))
+                fns = {"sdpa_flash": partial(sdpa_peers(causal)["sdpa_flash"], q, k, v)}
+                case_rows = {}
                 for var in variants:
-                    row = {"variant": var.name, "d": d, "seqlen": s, "causal": causal,
-                           "sdpa_flash_tflops": flops / base / 1e9}
+                    row = {"variant": var.name, "d": d, "seqlen": s, "causal": causal}
+                    case_rows[var.name] = row
                     try:
                         qs, ks, vs = (torch.randn(1, 777, 4, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
                         ok, err, _ = tolerance_check(attention(qs, ks, vs, causal=causal, variant=var), qs, ks, vs,
                                                      causal=causal)
-                        ms = bench_ms(partial(attention, q, k, v, causal=causal, variant=var))
-                        row.update(ms=ms, tflops=flops / ms / 1e9, ratio=base / ms, check=ok, err=err)
+                        fn = partial(attention, q, k, v, causal=causal, variant=var)
+                        fn()
+                        fns[var.name] = fn
+                        row.update(check=ok, err=err)
                     except Exception as e:  # noqa: BLE001 - a config that cannot build is recorded
                         row.update(error=f"{type(e).__name__}: {str(e)[:160]}")
+                times = bench_interleaved(fns, rounds=args.rounds)
+                base = times.pop("sdpa_flash")
+                for name, t in times.items():
+                    row = case_rows[name]
+                    row.update(ms=t["ms"], ms_rounds=t["ms_rounds"], tflops=flops / t["ms"] / 1e9,
+                               sdpa_flash_tflops=flops / base["ms"] / 1e9, ratio=base["ms"] / t["ms"])
+                for row in case_rows.values():
                     rows.append(row)
                     print(row, flush=True)
     if args.json:

@@ -60,15 +60,19 @@ class Registry:
 
 
 def _sm80(name: str, tile_m: int, tile_n: int, warps_q: int, warps_s: int, stages: int,
-          head_dims: tuple[int, ...], spill_budget: int = 0) -> Variant:
-    return Variant(name, Mma16816(tile_m, tile_n, warps_q, warps_s), Sm80CpAsync(stages), head_dims=head_dims,
-                   spill_budget=spill_budget)
+          head_dims: tuple[int, ...], spill_budget: int = 0, **knobs) -> Variant:
+    return Variant(name, Mma16816(tile_m, tile_n, warps_q, warps_s, **knobs), Sm80CpAsync(stages),
+                   head_dims=head_dims, spill_budget=spill_budget)
 
 
 # 32 query rows per warp keep ldmatrix traffic under the shared-memory bandwidth, but at d >= 96 such
 # tiles sit at the 255-register limit: ptxas -O3 spills a few dozen values to L1, and the spill-free
 # -O1 build measured slower (H100, d128 s8k: 359 vs 381 TFLOP/s), so these variants carry a budget.
-SM80_M128N64_S3 = _sm80("sm80_m128n64_s3", 128, 64, 4, 1, 3, (64, 96, 128), spill_budget=96)
+# At d 96/128 the 4-stage ring with lazy O rescale and ldmatrix one copy ahead of its MMAs measured best
+# (H100, d128 s4k: 382 vs 367 TFLOP/s eager, 377 with 3 stages; benchmarks/results/h100/sweep_*.json).
+SM80_M128N64_S4L = _sm80("sm80_m128n64_s4_lazy", 128, 64, 4, 1, 4, (64, 96, 128), spill_budget=96,
+                         rescale_threshold=8.0, ldsm_ahead=1)
+# At d64 the eager 2-stage build measured best (d64 s8k: 348 vs 329 for the d128 choice).
 SM80_M128N64 = _sm80("sm80_m128n64_s2", 128, 64, 4, 1, 2, (64, 96, 128), spill_budget=96)
 # 16 rows per warp: the d = 256 build spills a handful of values yet beats the spill-free 128x32x8 one
 # (H100, d256 s8k: 340 vs 286 TFLOP/s).
@@ -79,6 +83,6 @@ SM80_M64N64_WS2 = _sm80("sm80_m64n64_w2x2", 64, 64, 2, 2, 2, (64, 96, 128), spil
 REGISTRY = Registry()
 REGISTRY.register(SM80_M64N64_WS2, lambda d: d.seqlen_q <= 64 and d.seqlen_k >= 256)
 REGISTRY.register(SM80_M128N64, lambda d: d.head_dim == 64)
-REGISTRY.register(SM80_M128N64_S3, lambda d: d.head_dim <= 128)
+REGISTRY.register(SM80_M128N64_S4L, lambda d: d.head_dim <= 128)
 REGISTRY.register(SM80_M64N64)
 REGISTRY.register(SM80_M128N32_W8, lambda d: False)  # spill-free alternative for d >= 192, by name

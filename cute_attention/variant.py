@@ -35,4 +35,6 @@ class Variant:
         i = self.impl
         return (f"{self.arch}: {i.family} tile {i.tile_m}x{i.tile_n} warps {i.warps_q}x{i.warps_s}, "
                 f"{self.mainloop.name} stages={getattr(self.mainloop, 'stages', '-')}, {self.kv_cache.name}"
+                + (f", lazy rescale 2^{i.rescale_threshold:g}" if getattr(i, "rescale_threshold", None) else "")
+                + (f", ldsm {i.ldsm_ahead} ahead" if getattr(i, "ldsm_ahead", None) else "")
                 + (f", ptxas {self.ptxas_options}" if self.ptxas_options else ""))

@@ -4,7 +4,7 @@ import dataclasses
 
 from cute_attention.compile_cache import CompileCache, CompileKey
 from cute_attention.masks import MaskSpec
-from cute_attention.registry import SM80_M64N64, SM80_M128N64_S3
+from cute_attention.registry import SM80_M64N64, SM80_M128N64_S4L
 from cute_attention.variant import Variant
 
 
@@ -26,7 +26,7 @@ def test_key_fields_are_compile_time_choices_only():
 def test_every_choice_changes_the_key():
     k0 = key()
     variants = [
-        key(variant=SM80_M128N64_S3), key(dtype="float16"), key(head_dim=128), key(mask=MaskSpec(True, True)),
+        key(variant=SM80_M128N64_S4L), key(dtype="float16"), key(head_dim=128), key(mask=MaskSpec(True, True)),
         key(with_lse=False), key(target="sm_90a"),
         key(variant=dataclasses.replace(SM80_M64N64, mainloop=dataclasses.replace(SM80_M64N64.mainloop, stages=3))),
         key(variant=dataclasses.replace(SM80_M64N64, ptxas_options="-O1")),

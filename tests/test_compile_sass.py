@@ -11,7 +11,7 @@ from cute_attention.catalog import catalog_keys, compile_entry
 from cute_attention.compile_cache import CompileKey
 from cute_attention.kernel import smem_capacity
 from cute_attention.masks import MaskSpec
-from cute_attention.registry import REGISTRY, SM80_M64N64, SM80_M128N32_W8, SM80_M128N64_S3
+from cute_attention.registry import REGISTRY, SM80_M64N64, SM80_M128N32_W8, SM80_M128N64_S4L
 
 TARGETS = ["sm_80", "sm_90a"]
 
@@ -19,8 +19,8 @@ TARGETS = ["sm_80", "sm_90a"]
 def extra_keys(target):
     """Beyond the catalogue (causal + LSE, bf16): other dtypes, masks and no-LSE builds."""
     return [
-        CompileKey(SM80_M128N64_S3, "float16", 128, MaskSpec(False, False), False, target),
-        CompileKey(SM80_M128N64_S3, "bfloat16", 64, MaskSpec(True, True), True, target),
+        CompileKey(SM80_M128N64_S4L, "float16", 128, MaskSpec(False, False), False, target),
+        CompileKey(SM80_M128N64_S4L, "bfloat16", 64, MaskSpec(True, True), True, target),
         CompileKey(SM80_M128N32_W8, "float16", 256, MaskSpec(True, False), True, target),
         CompileKey(SM80_M64N64, "float16", 192, MaskSpec(True, False), False, target),
     ]

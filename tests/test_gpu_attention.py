@@ -90,19 +90,22 @@ def test_every_registered_variant(name):
                     raise AssertionError(f"d={d} b={b} sq={sq} sk={sk} causal={causal} w={window}: {e}") from None
 
 
-def test_lazy_rescale_option():
-    """The Impl knob that keeps a stale row max (rescale only past 2**8) gives the same results."""
+def test_lazy_and_eager_rescale():
+    """Both O-rescale forms agree with the reference when the running max keeps moving: the registered lazy
+    variant (rescale only past 2**8) and its eager twin (rescale on every tile)."""
     import dataclasses
 
-    from cute_attention.registry import SM80_M128N64
+    from cute_attention.registry import SM80_M128N64_S4L
 
-    lazy = dataclasses.replace(SM80_M128N64, name="lazy", impl=dataclasses.replace(SM80_M128N64.impl,
-                                                                                    rescale_threshold=8.0))
-    for causal, window in [(False, (-1, -1)), (True, (-1, -1)), (False, (150, 40))]:
-        for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4)]:
-            q, k, v = make_qkv(b, sq, sk, h, hkv, 128, torch.bfloat16)
-            q = q * 4  # large scores: the running max moves by more than the threshold
-            check(q, k, v, causal=causal, window_size=window, variant=lazy)
+    assert SM80_M128N64_S4L.impl.rescale_threshold is not None
+    eager = dataclasses.replace(SM80_M128N64_S4L, name="eager",
+                                impl=dataclasses.replace(SM80_M128N64_S4L.impl, rescale_threshold=None))
+    for variant in (SM80_M128N64_S4L, eager):
+        for causal, window in [(False, (-1, -1)), (True, (-1, -1)), (False, (150, 40))]:
+            for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4)]:
+                q, k, v = make_qkv(b, sq, sk, h, hkv, 128, torch.bfloat16)
+                q = q * 4  # large scores: the running max moves by more than the threshold
+                check(q, k, v, causal=causal, window_size=window, variant=variant)
 
 
 def test_no_lse_and_custom_scale():
