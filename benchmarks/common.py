@@ -36,19 +36,25 @@ def bench_ms(fn, warmup: int = 25, rep: int = 100) -> float:
     return do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 
-def bench_interleaved(fns: dict, rounds: int = 5, warmup: int = 10, rep: int = 40) -> dict:
+def bench_interleaved(fns: dict, rounds: int = 5, warmup: int = 10, rep: int = 40, cooldown_s: float = 0.5) -> dict:
     """Time several callables in alternation: ``rounds`` rounds, each timing every callable once (median of
-    ``do_bench``), the order rotated every round so that clock or thermal drift hits all of them alike.
+    ``do_bench``), the order rotated every round. Each timing starts after ``cooldown_s`` of idle GPU: on the
+    H100 a kernel timed right after a power-hungry peer (cuDNN, FA4) ran up to 20% slower than the same
+    kernel timed first, so every candidate is measured from the same rested state.
 
     Returns ``{name: {"ms": median over rounds, "ms_rounds": [...]}}``.
     """
     import statistics
+
+    import torch
 
     names = list(fns)
     per = {n: [] for n in names}
     for r in range(rounds):
         shift = r % len(names)
         for n in names[shift:] + names[:shift]:
+            torch.cuda.synchronize()
+            time.sleep(cooldown_s)
             per[n].append(bench_ms(fns[n], warmup=warmup, rep=rep))
     return {n: {"ms": statistics.median(v), "ms_rounds": v} for n, v in per.items()}
 
