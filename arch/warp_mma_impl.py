@@ -277,11 +277,9 @@ class WarpMmaImpl:
             if cutlass.const_expr(i + ahead < len(order)):
                 kn, jn = order[i + ahead]
                 cute.copy(copy_B, tBs[None, jn, kn], tB_view[None, jn, kn])
-            for n in cutlass.range_constexpr(len(groups[j])):
-                b = unit_modes(tB[None, groups[j][n], k], 1)
-                for m in cutlass.range_constexpr(cute.size(acc.shape[1])):
-                    d = unit_modes(acc[None, m, groups[j][n]], 2)
-                    cute.gemm(tiled_mma, d, unit_modes(tA[None, m, k], 1), b, d)
+            b = atom_group(tB, groups[j], k)
+            d = atom_group(acc, groups[j])
+            cute.gemm(tiled_mma, d, tA[None, None, k], b, d)
 
     # ---- end of the mainloop ----
     @cute.jit
@@ -379,8 +377,15 @@ def copy_groups(frag: cute.Tensor, view: cute.Tensor) -> list[list[int]]:
     return groups
 
 
-def unit_modes(t: cute.Tensor, count: int) -> cute.Tensor:
-    """Append ``count`` size-1 modes (a single MMA atom seen as an (M, N) or (M,) fragment for ``cute.gemm``)."""
-    shape = (t.layout.shape,) + (1,) * count
-    stride = (t.layout.stride,) + (0,) * count
-    return cute.make_tensor(t.iterator, cute.make_layout(shape, stride=stride))
+def atom_group(t: cute.Tensor, atoms: list[int], k: int | None = None) -> cute.Tensor:
+    """The MMA atoms ``atoms`` (evenly spaced) along N of a fragment: ``(V, N, K)`` operand at k-block ``k``
+    -> ``(V, len(atoms))``, or ``(V, M, N)`` accumulator -> ``(V, M, len(atoms))``."""
+    mode = 1 if k is not None else 2
+    offs = [mode_offset(t.layout, mode, n) for n in atoms]
+    step = offs[1] - offs[0] if len(offs) > 1 else 1
+    if any(b - a != step for a, b in zip(offs, offs[1:])):
+        raise ValueError(f"atoms {atoms} of {t.layout} are not evenly spaced")
+    first = t[None, atoms[0], k] if k is not None else t[None, None, atoms[0]]
+    shape = (*first.layout.shape, len(atoms)) if k is None else (first.layout.shape, len(atoms))
+    stride = (*first.layout.stride, step) if k is None else (first.layout.stride, step)
+    return cute.make_tensor(first.iterator, cute.make_layout(shape, stride=stride))
