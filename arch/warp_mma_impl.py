@@ -35,8 +35,8 @@ class ImplTiles:
     tile_n: int = 64
     warps_q: int = 4
     warps_s: int = 1
-    # lazy rescale of O (log2 units, see OnlineSoftmax); None rescales on every tile. Measured on the H100
-    # within run-to-run noise of the eager form (d128 s4k-8k: -14%..+2%), so off by default.
+    # lazy rescale of O (log2 units, see OnlineSoftmax); None rescales on every tile. On the H100 the lazy
+    # form is faster at d128 (with ldsm_ahead) and slower at d64 (docs/benchmarks.md), so it is a per-variant choice.
     rescale_threshold: float | None = None
     # operand pipeline in registers: None loads the ldmatrix fragments of k-block k+1 while k-block k computes;
     # an int n issues each ldmatrix n copies ahead of the MMAs that read it, so only about n copies' worth of
@@ -202,21 +202,8 @@ class WarpMmaImpl:
         acc_S = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.slice_n)), Float32)
         acc_S.fill(0.0)
         tSsK = st.tSsK[None, None, None, slot]
-        tSrQ_view = st.copy_Q.retile(st.tSrQ)
-        tSrK_view = st.copy_K.retile(st.tSrK)
-        num_k = cute.size(st.tSsQ.shape[2])
-        if cutlass.const_expr(self.ldsm_ahead is None):
-            tiled_mma = self.tiled_mma()
-            cute.copy(st.copy_Q, st.tSsQ[None, None, 0], tSrQ_view[None, None, 0])
-            cute.copy(st.copy_K, tSsK[None, None, 0], tSrK_view[None, None, 0])
-            for k in cutlass.range_constexpr(num_k):
-                if cutlass.const_expr(k + 1 < num_k):
-                    cute.copy(st.copy_Q, st.tSsQ[None, None, k + 1], tSrQ_view[None, None, k + 1])
-                    cute.copy(st.copy_K, tSsK[None, None, k + 1], tSrK_view[None, None, k + 1])
-                cute.gemm(tiled_mma, acc_S, st.tSrQ[None, None, k], st.tSrK[None, None, k], acc_S)
-        else:
-            self.pipelined_gemm(acc_S, st.tSrQ, st.tSrK, st.copy_K, tSsK, tSrK_view,
-                                a_copy=(st.copy_Q, st.tSsQ, tSrQ_view))
+        self.operand_gemm(acc_S, st.tSrQ, st.tSrK, (st.copy_K, tSsK, st.copy_K.retile(st.tSrK)),
+                          a_copy=(st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ)))
         return acc_S
 
     @cute.jit
@@ -242,30 +229,28 @@ class WarpMmaImpl:
     def compute_pv(self, st: ImplState, tOrP: cute.Tensor, acc_O: cute.Tensor, slot: Int32):
         """O += P·V for this group's KV slice, V read (transposed by ldmatrix) from ring ``slot``."""
         tOsVt = st.tOsVt[None, None, None, slot]
-        tOrVt_view = st.copy_V.retile(st.tOrVt)
-        num_k = cute.size(tOrP.shape[2])
-        if cutlass.const_expr(self.ldsm_ahead is None):
-            tiled_mma = self.tiled_mma()
-            cute.copy(st.copy_V, tOsVt[None, None, 0], tOrVt_view[None, None, 0])
-            for k in cutlass.range_constexpr(num_k):
-                if cutlass.const_expr(k + 1 < num_k):
-                    cute.copy(st.copy_V, tOsVt[None, None, k + 1], tOrVt_view[None, None, k + 1])
-                cute.gemm(tiled_mma, acc_O, tOrP[None, None, k], st.tOrVt[None, None, k], acc_O)
-        else:
-            self.pipelined_gemm(acc_O, tOrP, st.tOrVt, st.copy_V, tOsVt, tOrVt_view, a_copy=None)
+        self.operand_gemm(acc_O, tOrP, st.tOrVt, (st.copy_V, tOsVt, st.copy_V.retile(st.tOrVt)), a_copy=None)
 
     @cute.jit
-    def pipelined_gemm(self, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, copy_B, tBs: cute.Tensor,
-                       tB_view: cute.Tensor, a_copy: cutlass.Constexpr):
-        """``acc += A·B`` one ldmatrix of B at a time, each issued ``ldsm_ahead`` copies before the MMAs that
-        read it. ``a_copy`` = (copy, smem view, register view) loads A one k-block ahead, or None (A in registers).
+    def operand_gemm(self, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, b_copy: cutlass.Constexpr,
+                     a_copy: cutlass.Constexpr):
+        """``acc += A·B`` with B (and A unless it is already in registers) read from shared memory by ldmatrix.
+
+        ``b_copy`` / ``a_copy`` = (tiled copy, (CPY, N or M, K) smem view, register view of the fragment);
+        ``a_copy=None`` means A is in registers (P). With ``ldsm_ahead`` None the copies of k-block k+1 are
+        issued before the MMAs of k-block k; with ``ldsm_ahead = n`` B streams one ldmatrix at a time, each
+        issued n copies before the single ``cute.gemm`` over the atoms it fills, and A stays a k-block ahead.
         """
         tiled_mma = self.tiled_mma()
+        copy_B, tBs, tB_view = b_copy
         num_k = cute.size(tB.shape[2])
         groups = copy_groups(tB, tB_view)
+        ahead = self.ldsm_ahead
+        per_k = ahead is None
+        if cutlass.const_expr(per_k):
+            ahead = len(groups)  # a whole k-block
         # (k-block, ldmatrix index along N) in the order the MMAs consume them
         order = [(k, j) for k in range(num_k) for j in range(len(groups))]
-        ahead = self.ldsm_ahead
         if cutlass.const_expr(a_copy is not None):
             cute.copy(a_copy[0], a_copy[1][None, None, 0], a_copy[2][None, None, 0])
         for i in cutlass.range_constexpr(min(ahead, len(order))):
@@ -277,9 +262,12 @@ class WarpMmaImpl:
             if cutlass.const_expr(i + ahead < len(order)):
                 kn, jn = order[i + ahead]
                 cute.copy(copy_B, tBs[None, jn, kn], tB_view[None, jn, kn])
-            b = atom_group(tB, groups[j], k)
-            d = atom_group(acc, groups[j])
-            cute.gemm(tiled_mma, d, tA[None, None, k], b, d)
+            if cutlass.const_expr(not per_k):
+                b = atom_group(tB, groups[j], k)
+                d = atom_group(acc, groups[j])
+                cute.gemm(tiled_mma, d, tA[None, None, k], b, d)
+            elif cutlass.const_expr(j == len(groups) - 1):
+                cute.gemm(tiled_mma, acc, tA[None, None, k], tB[None, None, k], acc)
 
     # ---- end of the mainloop ----
     @cute.jit
