@@ -1,8 +1,8 @@
 """Global→shared tile movers (TurboMind's ``BaseGmemIterator`` family).
 
 One interface for every pipeline strategy: ``partition`` once per CTA, then per tile either
-``prefetch`` (asynchronous copy straight into a shared-memory slot, Sm80) or ``load`` into
-registers followed later by ``save`` to shared memory (Sm70). Rows past the end of the sequence are
+``prefetch`` (asynchronous copy straight into a shared-memory slot, Sm80) or ``load`` into a
+register fragment followed later by ``save`` to shared memory (Sm70). Rows past the end of the sequence are
 written as zeros instead (TurboMind's ``ClearSmem``): a NaN left in V would survive ``0 · NaN``.
 
 Rows are predicated per 16-byte vector row group; columns never are (head dims are whole tiles).
@@ -79,6 +79,39 @@ class Sm80GmemIterator(GmemIterator):
                     dst[None, m, None].fill(0)
         else:
             cute.copy(tiled, src, dst)
+
+
+class Sm70GmemIterator(GmemIterator):
+    """Synchronous 16-byte copies staged in registers (LDG.128, later STS.128): no cp.async.
+
+    ``load`` starts a tile's global reads into a register fragment (rows past the limit become zeros,
+    TurboMind's ``ClearSmem``); ``save`` writes the fragment to a shared-memory slot. Between the two the
+    loads are in flight, so the caller puts compute there.
+    """
+
+    def copy_atom(self) -> cute.CopyAtom:
+        return cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=ACCESS_BITS)
+
+    def make_fragment(self, part: CopyPartition) -> cute.Tensor:
+        """(CPY, CPY_ROWS, CPY_COLS) register staging buffer for one tile."""
+        return cute.make_rmem_tensor(tuple(part.dst.shape[:3]), self.dtype)
+
+    @cute.jit
+    def load(self, part: CopyPartition, src: cute.Tensor, frag: cute.Tensor, row_limit: Int32,
+             predicate_rows: cutlass.Constexpr):
+        tiled = self.tiled_copy()
+        if cutlass.const_expr(predicate_rows):
+            for m in cutlass.range_constexpr(cute.size(frag.shape[1])):
+                if part.t0_rows[m] < row_limit - part.row0:
+                    cute.copy(tiled, src[None, m, None], frag[None, m, None])
+                else:
+                    frag[None, m, None].fill(0)
+        else:
+            cute.copy(tiled, src, frag)
+
+    @cute.jit
+    def save(self, frag: cute.Tensor, dst: cute.Tensor):
+        cute.copy(self.tiled_copy(), frag, dst)
 
 
 class StoreIterator(GmemIterator):

@@ -42,6 +42,9 @@ class ImplTiles:
     # an int n issues each ldmatrix n copies ahead of the MMAs that read it, so only about n copies' worth of
     # K/V fragments is live at a time (fewer registers at 32 query rows per warp).
     ldsm_ahead: int | None = None
+    # keep Q's MMA fragments in registers for the whole mainloop (loaded once); its shared memory is then
+    # free and the kernel overlaps it with the K/V ring (TurboMind's Sm70/Sm75 smem union)
+    q_in_regs: bool = False
 
     @property
     def threads(self) -> int:
@@ -73,7 +76,12 @@ class WarpMmaImpl:
     """Attention math on ``mma.sync`` m16n8k{K} tensor-core atoms with ldmatrix operand loads."""
 
     mma_k: int = 16
+    # (N, K) extent of the tiled MMA: one ldmatrix.x4 of a B operand covers perm_n × perm_k
+    perm_nk: tuple[int, int] = (16, 16)
     name = "warp_mma"
+    # SASS the catalogue checks for: every MMA is this form; operands arrive through ldmatrix
+    mma_sass = "HMMA.16816.F32"
+    sass_required = ("LDSM",)
 
     def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: ImplTiles):
         self.dtype = dtype
@@ -85,6 +93,7 @@ class WarpMmaImpl:
         self.threads = tiles.threads
         self.rescale_threshold = tiles.rescale_threshold
         self.ldsm_ahead = tiles.ldsm_ahead
+        self.q_in_regs = tiles.q_in_regs
         self.group_threads = self.warps_q * WARP
         self.slice_n = self.tile_n // self.warps_s
         self.check_tiles()
@@ -100,6 +109,11 @@ class WarpMmaImpl:
             raise ValueError(f"head_dim must be a multiple of 16, got {self.head_dim}")
         if self.ldsm_ahead is not None and self.ldsm_ahead < 1:
             raise ValueError(f"ldsm_ahead must be None or >= 1, got {self.ldsm_ahead}")
+        perm_n, _ = self.perm_nk
+        if self.slice_n % perm_n or self.head_dim % perm_n:
+            raise ValueError(f"tile_n/warps_s and head_dim must be multiples of {perm_n} for {self.name}")
+        if self.q_in_regs and self.warps_s > 1:
+            raise ValueError("q_in_regs needs warps_s == 1 (the warp merge reuses the shared memory Q leaves)")
 
     def merge_bytes(self) -> int:
         """Shared memory the cross-warp merge needs: partial O of every extra group plus M and L."""
@@ -110,9 +124,7 @@ class WarpMmaImpl:
     # ---- compile-time objects ----
     def tiled_mma(self) -> cute.TiledMma:
         op = warp.MmaF16BF16Op(self.dtype, Float32, (16, 8, self.mma_k))
-        return cute.make_tiled_mma(
-            op, (self.warps_q, 1, 1), permutation_mnk=(self.warps_q * 16, 16, 16)
-        )
+        return cute.make_tiled_mma(op, (self.warps_q, 1, 1), permutation_mnk=(self.warps_q * 16, *self.perm_nk))
 
     def q_tile(self, ptr: cute.Pointer) -> cute.Tensor:
         """(tile_m, head_dim) Q tile in shared memory (reused for O)."""
@@ -138,7 +150,9 @@ class WarpMmaImpl:
         tOrVt = thr_mma.make_fragment_B(thr_mma.partition_B(sVt[None, None, 0]))
         ldsm = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=4)
         ldsm_t = warp.LdMatrix8x8x16bOp(transpose=True, num_matrices=4)
-        copy_Q = cute.make_tiled_copy_A(cute.make_copy_atom(ldsm, self.dtype), tiled_mma).get_slice(tq)
+        # A (16 rows × perm_k per warp) holds perm_k / 4 8x8 matrices
+        ldsm_a = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=self.perm_nk[1] // 4)
+        copy_Q = cute.make_tiled_copy_A(cute.make_copy_atom(ldsm_a, self.dtype), tiled_mma).get_slice(tq)
         copy_K = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm, self.dtype), tiled_mma).get_slice(tq)
         copy_V = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm_t, self.dtype), tiled_mma).get_slice(tq)
         cS = cute.make_identity_tensor((self.tile_m, self.slice_n))
@@ -160,6 +174,11 @@ class WarpMmaImpl:
             t0ScS_mn=self.rows_cols_view(tiled_mma.get_slice(0).partition_C(cS)),
             tOcO_mn=self.rows_cols_view(thr_mma.partition_C(cO)),
         )
+
+    @cute.jit
+    def load_q_regs(self, st: ImplState):
+        """Q_in_regs: read every k-block of Q's fragments from shared memory once (Q must have landed)."""
+        cute.copy(st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ))
 
     @cute.jit
     def make_acc_O(self, st: ImplState) -> cute.Tensor:
@@ -202,8 +221,8 @@ class WarpMmaImpl:
         acc_S = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.slice_n)), Float32)
         acc_S.fill(0.0)
         tSsK = st.tSsK[None, None, None, slot]
-        self.operand_gemm(acc_S, st.tSrQ, st.tSrK, (st.copy_K, tSsK, st.copy_K.retile(st.tSrK)),
-                          a_copy=(st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ)))
+        a_copy = None if self.q_in_regs else (st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ))
+        self.operand_gemm(acc_S, st.tSrQ, st.tSrK, (st.copy_K, tSsK, st.copy_K.retile(st.tSrK)), a_copy=a_copy)
         return acc_S
 
     @cute.jit

@@ -4,7 +4,8 @@ Peers run in the same process on the same inputs, timed in alternation (``--roun
 TFLOP/s = 4·b·h·sq·sk·d / time, halved for causal.
 Also reports compile seconds per variant and host µs per call on a tiny shape.
 
-    python benchmarks/prefill.py --json out.json [--variant NAME ...] [--seqlens 512,...] [--dims 64,128]
+    python benchmarks/prefill.py --json out.json [--variant NAME ...] [--config sm75 ...] [--seqlens 512,...]
+        [--dims 64,128]
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def run_case(b, s, h, d, causal, dtype, variants, peers_on=True, rounds=5):
     row = {"batch": b, "seqlen": s, "nheads": h, "head_dim": d, "causal": causal, "results": {}}
     fns = {}
     for name in variants:
+        if name.startswith("config:"):
+            cfg = name.split(":", 1)[1]
+            fns[f"ours:{cfg}"] = (lambda c: lambda: attention(q, k, v, causal=causal, config=c))(cfg)
+            continue
         variant = None if name == "auto" else REGISTRY.get(name)
         fns[f"ours:{name}"] = (lambda var: lambda: attention(q, k, v, causal=causal, variant=var))(variant)
     if peers_on:
@@ -93,6 +98,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--variant", action="append", help="registered variant names (default: auto dispatch)")
+    ap.add_argument("--config", action="append",
+                    help="generation configs to time (sm80, sm75, ...: attention(config=...)), e.g. --config sm75")
     ap.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
     ap.add_argument("--dims", default="64,128")
     ap.add_argument("--dtype", default="bfloat16")
@@ -100,7 +107,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per case (median)")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
-    variants = args.variant or ["auto"]
+    variants = (args.variant or []) + [f"config:{c}" for c in args.config or []] or ["auto"]
     env = environment()
     print("env:", env)
     rows = []

@@ -17,7 +17,7 @@ import torch
 from cute_attention import launcher
 from cute_attention.compile_cache import STRIDE_DIVISIBILITY
 from cute_attention.masks import MaskSpec
-from cute_attention.registry import REGISTRY, AttnDesc
+from cute_attention.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc
 from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
 TORCH_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -77,6 +77,7 @@ def attention(
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     variant: Variant | str | None = None,
+    config: str | None = None,
 ):
     """Scaled dot-product attention over BSHD tensors.
 
@@ -86,7 +87,9 @@ def attention(
     position ``i + seqlen_k - seqlen_q``); ``-1`` leaves a side unbounded; ``causal`` sets ``right = 0``.
     Rows that see no key give 0 (and LSE ``-inf``). Returns ``out`` or ``(out, lse)`` with ``lse`` the
     natural-log sum of exponentials, float32 ``(batch, nheads, seqlen_q)``.
-    ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
+    ``config`` picks the generation whose algorithm runs (``"sm80"``: cp.async + m16n8k16, the default;
+    ``"sm75"``: synchronous loads + m16n8k8; see ``REGISTRY.configs()``); the DSL emits sm_80+ code for
+    all of them. ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
     """
     sig = plan = None
     if type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor and (
@@ -97,7 +100,7 @@ def attention(
                v.shape, v.stride(), v.dtype, v.device,
                None if out is None else (out.shape, out.stride(), out.dtype, out.device),
                softmax_scale, type(softmax_scale), causal, type(causal), window_size, type(window_size),
-               return_lse, type(return_lse), variant)
+               return_lse, type(return_lse), variant, config)
         if type(window_size) is tuple and len(window_size) == 2:
             sig += (type(window_size[0]), type(window_size[1]))
         try:
@@ -105,13 +108,13 @@ def attention(
         except TypeError:  # an unhashable argument (a list window, say): validate every time
             plan = sig = None
     if plan is None:
-        plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant)
+        plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config)
         if sig is not None and len(_PLANS) < _MAX_PLANS:
             _PLANS[sig] = plan
     return plan.launch(q, k, v, out)
 
 
-def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant) -> LaunchPlan:
+def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config) -> LaunchPlan:
     """Validate one call signature (no tensor data involved) and choose its kernel."""
 
     _check_tensor("q", q, 4)
@@ -158,8 +161,16 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant)
     if not isinstance(return_lse, bool):
         raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
+    if config is not None and not isinstance(config, str):
+        raise TypeError(f"config must be a str, got {type(config).__name__}")
+    if config is not None and config not in REGISTRY.configs():
+        raise ValueError(f"config {config!r} is not registered; known: {REGISTRY.configs()}")
     if variant is None:
-        chosen = REGISTRY.find(AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0))
+        desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0)
+        try:
+            chosen = REGISTRY.find(desc, config or DEFAULT_CONFIG)
+        except ValueError as e:
+            raise ValueError(f"config: {e.args[0]}") from None
     elif isinstance(variant, str):
         try:
             chosen = REGISTRY.get(variant)
@@ -169,8 +180,12 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant)
         chosen = variant
     else:
         raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
+    if config is not None and chosen.arch != config:
+        raise ValueError(f"variant {chosen.name} is a {chosen.arch} variant, but config={config!r} was asked for")
     if head_dim not in chosen.head_dims:
         raise ValueError(f"variant {chosen.name} does not support head_dim {head_dim} (has {chosen.head_dims})")
+    if dtype not in chosen.dtypes:
+        raise TypeError(f"variant {chosen.name} does not support dtype {dtype} (has {chosen.dtypes})")
     _check_device("q", q, None)
     for name, t in (("k", k), ("v", v), ("out", out)):
         if t is not None:

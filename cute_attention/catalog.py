@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
-from cute_attention.compile_cache import CompileKey, compile_key
+from cute_attention.compile_cache import CompileKey, build_kernel, compile_key
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import REGISTRY
 from cute_attention.sass import inspect_cubin
@@ -34,6 +34,7 @@ class CatalogEntry:
     compile_seconds: float
     sass: dict = field(default_factory=dict)
     mma_forms: list = field(default_factory=list)
+    sass_violations: list = field(default_factory=list)  # promises of the blocks the SASS does not keep
     max_abs_err: float | None = None
     passed: bool | None = None
     ms: float | None = None
@@ -44,7 +45,27 @@ def catalog_keys(target: str, dtype: str = "bfloat16", variants=None):
     """One representative compile per (variant, head dim): causal mask and LSE on (the fullest kernel)."""
     for v in variants or REGISTRY.variants():
         for d in v.head_dims:
-            yield CompileKey(v, dtype, d, MaskSpec(has_left=False, has_right=True), True, target)
+            dt = dtype if dtype in v.dtypes else v.dtypes[0]
+            yield CompileKey(v, dt, d, MaskSpec(has_left=False, has_right=True), True, target)
+
+
+def sass_violations(key: CompileKey, stats) -> list[str]:
+    """What the SASS lacks of what its blocks promise: the Impl's MMA form and ldmatrix loads, the
+    mainloop's copy instructions (e.g. LDGSTS for cp.async; 128-bit LDG/STS and no LDGSTS for Sm70)."""
+    impl = build_kernel(key).impl
+    out = []
+    forms = stats.variants("HMMA")
+    if not forms or any(not f.startswith(impl.mma_sass) for f in forms):
+        out.append(f"MMA forms {forms}, promised {impl.mma_sass}")
+    if stats.count("HGMMA"):
+        out.append("HGMMA present")
+    for op in (*impl.sass_required, *key.variant.mainloop.sass_required):
+        if stats.count(op) == 0:
+            out.append(f"no {op}")
+    for op in key.variant.mainloop.sass_forbidden:
+        if stats.count(op):
+            out.append(f"{stats.count(op)} {op}")
+    return out
 
 
 def compile_entry(key: CompileKey) -> tuple[CatalogEntry, object]:
@@ -64,6 +85,7 @@ def compile_entry(key: CompileKey) -> tuple[CatalogEntry, object]:
         compile_seconds=round(compiled.compile_seconds, 2),
         sass={op: stats.count(op) for op in SASS_COLUMNS},
         mma_forms=stats.variants("HMMA") + stats.variants("HGMMA"),
+        sass_violations=sass_violations(key, stats),
     )
     return entry, compiled
 
@@ -91,14 +113,15 @@ def check_and_time(entry: CatalogEntry, key: CompileKey, seqlen: int = 4096, bat
 
 
 def format_table(entries: list[CatalogEntry]) -> str:
-    cols = ["variant", "target", "dtype", "d", "regs", "smem KB", "spills", *SASS_COLUMNS, "compile s"]
+    cols = ["variant", "target", "dtype", "d", "regs", "smem KB", "spills", *SASS_COLUMNS, "promised", "compile s"]
     has_gpu = any(e.passed is not None for e in entries)
     if has_gpu:
         cols += ["check", "ms", "TFLOP/s"]
     rows = []
     for e in entries:
         row = [e.variant, e.target, e.dtype, e.head_dim, e.registers, round(e.smem_bytes / 1024, 1), e.spills,
-               *[e.sass.get(op, 0) for op in SASS_COLUMNS], e.compile_seconds]
+               *[e.sass.get(op, 0) for op in SASS_COLUMNS],
+               "ok" if not e.sass_violations else "; ".join(e.sass_violations), e.compile_seconds]
         if has_gpu:
             row += ["ok" if e.passed else "FAIL", f"{e.ms:.3f}" if e.ms else "-",
                     f"{e.tflops:.0f}" if e.tflops else "-"]

@@ -60,12 +60,17 @@ class AttentionKernel:
 
     def smem_bytes(self) -> int:
         q_bytes, kv_bytes = self.smem_parts()
+        if self.impl.q_in_regs:  # Q's tile and the K/V ring share one region
+            return max(q_bytes, kv_bytes) + SMEM_ALIGN
         return q_bytes + kv_bytes + SMEM_ALIGN
 
     def why_not(self, target: str = "sm_80") -> str | None:
         """Reason this configuration cannot run on ``target``, or None (FA4's ``can_implement``)."""
         if self.dtype not in (cutlass.Float16, cutlass.BFloat16):
             return f"dtype {self.dtype} is not fp16/bf16"
+        dtype_name = {cutlass.Float16: "float16", cutlass.BFloat16: "bfloat16"}[self.dtype]
+        if dtype_name not in self.variant.dtypes:
+            return f"dtype {dtype_name} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
         limit = smem_capacity(target)
@@ -117,11 +122,16 @@ class AttentionKernel:
         sched = kv_tile_schedule(q_start, self.tile_m, self.tile_n, seqlen_q, seqlen_k, window_left,
                                  window_right, self.mask.has_left, self.mask.has_right)
 
-        # ---- shared memory: Q tile (reused for O) | K/V ring (reused by the warp merge) ----
+        # ---- shared memory: Q tile (reused for O) | K/V ring (reused by the warp merge);
+        # one shared region when Q's fragments stay in registers ----
         q_bytes, kv_bytes = self.smem_parts()
         smem = SmemAllocator()
-        ptr_q = smem.allocate(q_bytes, byte_alignment=SMEM_ALIGN)
-        ptr_kv = smem.allocate(kv_bytes, byte_alignment=SMEM_ALIGN)
+        if cutlass.const_expr(impl.q_in_regs):
+            ptr_q = smem.allocate(max(q_bytes, kv_bytes), byte_alignment=SMEM_ALIGN)
+            ptr_kv = ptr_q
+        else:
+            ptr_q = smem.allocate(q_bytes, byte_alignment=SMEM_ALIGN)
+            ptr_kv = smem.allocate(kv_bytes, byte_alignment=SMEM_ALIGN)
         sQ = impl.q_tile(ptr_q)
         sKV = impl.kv_ring(ptr_kv, self.mainloop.kv_slots)
 
@@ -132,6 +142,12 @@ class AttentionKernel:
         self.mainloop.load_q(q_it, q_it.partition(tidx, gQ, sQ), seqlen_q - q_start)
 
         st = impl.make_state(tidx, sQ, sKV)
+        if cutlass.const_expr(impl.q_in_regs):
+            # Q -> registers once; after the second barrier the ring may overwrite Q's shared memory
+            self.mainloop.wait_q()
+            cute.arch.barrier()
+            impl.load_q_regs(st)
+            cute.arch.barrier()
         acc_O = impl.make_acc_O(st)
         softmax = impl.make_softmax(scale_log2, acc_O)
         kv_it = self.mainloop.gmem_iterator(self.dtype, self.tile_n, self.head_dim, self.threads)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cute_attention.arch.sm70 import Sm70Sync
+from cute_attention.arch.sm75 import Mma1688
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
 from cute_attention.variant import Variant
 
@@ -22,6 +24,7 @@ class AttnDesc:
 
 
 Predicate = Callable[[AttnDesc], bool]
+DEFAULT_CONFIG = "sm80"
 
 
 class Registry:
@@ -52,11 +55,16 @@ class Registry:
                 return v
         raise KeyError(f"no variant named {name!r}; known: {[v.name for v in self.variants()]}")
 
-    def find(self, desc: AttnDesc) -> Variant:
+    def configs(self) -> list[str]:
+        """The generations (``Variant.arch``) that have registered variants, e.g. ``["sm80", "sm75"]``."""
+        return list(dict.fromkeys(v.arch for v, _ in self._entries))
+
+    def find(self, desc: AttnDesc, config: str = DEFAULT_CONFIG) -> Variant:
+        """First variant of generation ``config`` whose head dims and rule accept ``desc``."""
         for v, when in self._entries:
-            if desc.head_dim in v.head_dims and when(desc):
+            if v.arch == config and desc.head_dim in v.head_dims and desc.dtype in v.dtypes and when(desc):
                 return v
-        raise ValueError(f"no registered kernel variant handles {desc}")
+        raise ValueError(f"no registered {config} kernel variant handles {desc}")
 
 
 def _sm80(name: str, tile_m: int, tile_n: int, warps_q: int, warps_s: int, stages: int,
@@ -86,3 +94,13 @@ REGISTRY.register(SM80_M128N64, lambda d: d.head_dim == 64)
 REGISTRY.register(SM80_M128N64_S4L, lambda d: d.head_dim <= 128)
 REGISTRY.register(SM80_M64N64)
 REGISTRY.register(SM80_M128N32_W8, lambda d: False)  # spill-free alternative for d >= 192, by name
+
+# "sm75": Turing's algorithm (m16n8k8 + the synchronous Sm70 mainloop, Q kept in registers so its shared
+# memory joins the K/V slots). 16 query rows per warp. d >= 192 keeps Q in shared memory: its fragments
+# would not fit next to O.
+SM75_M64N64 = Variant("sm75_m64n64_sync", Mma1688(64, 64, 4, 1, q_in_regs=True, ldsm_ahead=1), Sm70Sync(),
+                      arch="sm75", head_dims=(64, 96, 128), spill_budget=24)
+SM75_M64N32 = Variant("sm75_m64n32_sync_qsmem", Mma1688(64, 32, 4, 1), Sm70Sync(), arch="sm75",
+                      head_dims=(192, 256), spill_budget=40)
+REGISTRY.register(SM75_M64N64)
+REGISTRY.register(SM75_M64N32)

@@ -26,6 +26,7 @@ class Variant:
     cta_map: Any = field(default_factory=AttentionCtaMap)
     arch: str = "sm80"
     head_dims: tuple[int, ...] = ALL_HEAD_DIMS
+    dtypes: tuple[str, ...] = ("float16", "bfloat16")
     ptxas_options: str = ""  # e.g. "-O1": less aggressive scheduling keeps big tiles free of spills
     # LDL+STL instructions the SASS checks tolerate. 0 for every variant unless a measurement says
     # the spilling build is the faster one (see docs/benchmarks.md); a regression guard, not a target.

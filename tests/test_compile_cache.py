@@ -4,7 +4,7 @@ import dataclasses
 
 from cute_attention.compile_cache import CompileCache, CompileKey
 from cute_attention.masks import MaskSpec
-from cute_attention.registry import SM80_M64N64, SM80_M128N64_S4L
+from cute_attention.registry import SM75_M64N64, SM80_M64N64, SM80_M128N64_S4L
 from cute_attention.variant import Variant
 
 
@@ -19,8 +19,8 @@ def test_key_fields_are_compile_time_choices_only():
     names = {f.name for f in dataclasses.fields(CompileKey)}
     assert names == {"variant", "dtype", "head_dim", "mask", "with_lse", "target"}
     for f in dataclasses.fields(Variant):
-        assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "arch", "head_dims", "ptxas_options",
-                          "spill_budget"}
+        assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "arch", "head_dims", "dtypes",
+                          "ptxas_options", "spill_budget"}
 
 
 def test_every_choice_changes_the_key():
@@ -30,6 +30,11 @@ def test_every_choice_changes_the_key():
         key(with_lse=False), key(target="sm_90a"),
         key(variant=dataclasses.replace(SM80_M64N64, mainloop=dataclasses.replace(SM80_M64N64.mainloop, stages=3))),
         key(variant=dataclasses.replace(SM80_M64N64, ptxas_options="-O1")),
+        key(variant=dataclasses.replace(SM80_M64N64, impl=dataclasses.replace(SM80_M64N64.impl, ldsm_ahead=1))),
+        key(variant=dataclasses.replace(SM80_M64N64, impl=dataclasses.replace(SM80_M64N64.impl, q_in_regs=True))),
+        key(variant=dataclasses.replace(SM80_M64N64, impl=dataclasses.replace(SM80_M64N64.impl,
+                                                                              rescale_threshold=8.0))),
+        key(variant=SM75_M64N64),
     ]
     assert len({k0, *variants}) == len(variants) + 1
     assert key() == k0 and hash(key()) == hash(k0)

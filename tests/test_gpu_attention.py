@@ -42,10 +42,11 @@ def make_qkv(b, sq, sk, h, hkv, d, dtype):
     return rand(b, sq, h, d, dtype=dtype), rand(b, sk, hkv, d, dtype=dtype), rand(b, sk, hkv, d, dtype=dtype)
 
 
-def check(q, k, v, *, causal=False, window_size=(-1, -1), softmax_scale=None, variant=None, lse_too=True):
+def check(q, k, v, *, causal=False, window_size=(-1, -1), softmax_scale=None, variant=None, lse_too=True,
+          config=None):
     out = torch.full_like(q, float("nan"))
     res = attention(q, k, v, causal=causal, window_size=window_size, softmax_scale=softmax_scale,
-                    return_lse=lse_too, out=out, variant=variant)
+                    return_lse=lse_too, out=out, variant=variant, config=config)
     got, lse = res if lse_too else (res, None)
     assert got.data_ptr() == out.data_ptr()
     assert not torch.isnan(got).any(), "some outputs were never written"
@@ -61,29 +62,34 @@ def check(q, k, v, *, causal=False, window_size=(-1, -1), softmax_scale=None, va
     return got
 
 
+@pytest.mark.parametrize("config", REGISTRY.configs())
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
 @pytest.mark.parametrize("causal,window", MASKS, ids=["full", "causal", "window"])
-def test_matrix(d, dtype, causal, window):
+def test_matrix(config, d, dtype, causal, window):
+    dt_name = "bfloat16" if dtype == torch.bfloat16 else "float16"
+    if not any(d in v.head_dims and dt_name in v.dtypes for v in REGISTRY.variants() if v.arch == config):
+        pytest.skip(f"{config} has no {dt_name} d{d} variant")
     for b, sq, sk, h, hkv in SHAPES:
         q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
         try:
-            check(q, k, v, causal=causal, window_size=window)
+            check(q, k, v, causal=causal, window_size=window, config=config)
         except AssertionError as e:
             raise AssertionError(f"b={b} sq={sq} sk={sk} h={h} hkv={hkv}: {e}") from None
 
 
 def _variant_head_dims(v):
-    return [d for d in (64, 128, 256) if d in v.head_dims]
+    return [d for d in (64, 128, 256) if d in v.head_dims] or list(v.head_dims[:1])
 
 
 @pytest.mark.parametrize("name", [v.name for v in REGISTRY.variants()])
 def test_every_registered_variant(name):
     variant = REGISTRY.get(name)
+    dtype = torch.bfloat16 if "bfloat16" in variant.dtypes else torch.float16
     for d in _variant_head_dims(variant):
         for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4), (1, 64, 4096, 8, 1)]:
             for causal, window in [(True, (-1, -1)), (False, (200, 33)), (True, (100, -1))]:
-                q, k, v = make_qkv(b, sq, sk, h, hkv, d, torch.bfloat16)
+                q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
                 try:
                     check(q, k, v, causal=causal, window_size=window, variant=variant)
                 except AssertionError as e:

@@ -22,9 +22,8 @@ import cutlass.cute as cute
 from cutlass import Int32
 
 from cute_attention.arch.gmem_iterator import Sm80GmemIterator
-from cute_attention.index_math import imax, imin
+from cute_attention.arch.phases import walk_phases
 from cute_attention.mainloop_args import MainloopArgs
-from cute_attention.masks import TileMask
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,8 @@ class Sm80CpAsync:
 
     stages: int = 2
     name: str = "cpasync"
+    sass_required = ("LDGSTS",)
+    sass_forbidden = ()
 
     def __post_init__(self):
         if self.stages < 2:
@@ -101,22 +102,16 @@ class Sm80CpAsync:
         impl.compute_pv(a.st, tOrP, a.acc_O, self.slot_of(t, 1))
 
     @cute.jit
+    def wait_q(self):
+        """Block until this thread's Q copies landed (before Q's fragments are read into registers)."""
+        cute.arch.cp_async_wait_group(0)
+
+    @cute.jit
     def run(self, a: MainloopArgs):
         total = a.sched.n_hi - a.sched.n_lo
         if total > 0:
             for j in cutlass.range_constexpr(self.stages - 1):
                 self.issue(a, j // 2, j % 2 == 1, j, j < 2)
                 cute.arch.cp_async_commit_group()
-            back_mask = TileMask.back(a.mask)
-            self.step(a, 0, back_mask, True)
-            back = imax(a.sched.back, 1)
-            front = imin(a.sched.front, total - back)
-            mid_end = total - front
-            for t in cutlass.range(1, back, unroll=1):
-                self.step(a, t, back_mask, False)
-            for t in cutlass.range(back, mid_end, unroll=1):
-                self.step(a, t, None, False)
-            if cutlass.const_expr(a.mask.has_left):
-                for t in cutlass.range(mid_end, total, unroll=1):
-                    self.step(a, t, TileMask.front(a.mask), False)
+            walk_phases(self, a)
         cute.arch.cp_async_wait_group(0)
