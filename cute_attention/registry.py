@@ -101,6 +101,6 @@ REGISTRY.register(SM80_M128N32_W8, lambda d: False)  # spill-free alternative fo
 SM75_M64N64 = Variant("sm75_m64n64_sync", Mma1688(64, 64, 4, 1, q_in_regs=True, ldsm_ahead=1), Sm70Sync(),
                       arch="sm75", head_dims=(64, 96, 128), spill_budget=24)
 SM75_M64N32 = Variant("sm75_m64n32_sync_qsmem", Mma1688(64, 32, 4, 1), Sm70Sync(), arch="sm75",
-                      head_dims=(192, 256), spill_budget=40)
+                      head_dims=(192, 256), spill_budget=96)
 REGISTRY.register(SM75_M64N64)
 REGISTRY.register(SM75_M64N32)

@@ -57,7 +57,8 @@ class SassStats:
 
     @property
     def spills(self) -> int:
-        return self.ops["LDL"] + self.ops["STL"]
+        """Local-memory instructions of every width (LDL, LDL.LU, LDL.64, STL, STL.128, ...)."""
+        return self.count("LDL") + self.count("STL")
 
     def count(self, prefix: str) -> int:
         return sum(n for op, n in self.ops.items() if op == prefix or op.startswith(prefix + "."))

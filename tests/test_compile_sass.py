@@ -75,3 +75,11 @@ def test_arch_tag_in_cubin(compiled):
     target, entries = compiled
     want = {"sm_80": "sm80", "sm_90a": "sm90"}[target]
     assert all(e.arch == want for _, e in entries)
+
+
+def test_spill_count_includes_every_width():
+    from cute_attention.sass import parse
+
+    stats = parse("        /*0010*/  LDL.LU R1, [R1+0x4] ;\n        /*0020*/  STL.64 [R1], R2 ;\n"
+                  "        /*0030*/  LDL R3, [R1] ;\n        /*0040*/  LDS R4, [R5] ;\n")
+    assert stats.spills == 3
