@@ -82,6 +82,7 @@ class WarpMmaImpl:
     # SASS the catalogue checks for: every MMA is this form; operands arrive through ldmatrix
     mma_sass = "HMMA.16816.F32"
     sass_required = ("LDSM",)
+    sass_forbidden: tuple[str, ...] = ()
 
     def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: ImplTiles):
         self.dtype = dtype
@@ -115,6 +116,10 @@ class WarpMmaImpl:
         if self.q_in_regs and self.warps_s > 1:
             raise ValueError("q_in_regs needs warps_s == 1 (the warp merge reuses the shared memory Q leaves)")
 
+    def scratch_bytes(self) -> int:
+        """Shared memory the Impl needs besides Q and the K/V ring (none: P stays in registers)."""
+        return 0
+
     def merge_bytes(self) -> int:
         """Shared memory the cross-warp merge needs: partial O of every extra group plus M and L."""
         if self.warps_s == 1:
@@ -136,7 +141,7 @@ class WarpMmaImpl:
 
     # ---- per-CTA setup ----
     @cute.jit
-    def make_state(self, tidx: Int32, sQ: cute.Tensor, sKV: cute.Tensor) -> ImplState:
+    def make_state(self, tidx: Int32, sQ: cute.Tensor, sKV: cute.Tensor, scratch: cute.Pointer | None) -> ImplState:
         tiled_mma = self.tiled_mma()
         tq = tidx % self.group_threads
         ws = tidx // self.group_threads
@@ -187,7 +192,7 @@ class WarpMmaImpl:
         return acc_O
 
     def make_softmax(self, scale_log2: Float32, acc_O: cute.Tensor) -> OnlineSoftmax:
-        return OnlineSoftmax(scale_log2, cute.size(self.rows_cols_view(acc_O).shape[0]), row_threads=4,
+        return OnlineSoftmax(scale_log2, cute.size(self.rows_cols_view(acc_O).shape[0]), row_lanes=(2, 1),
                              rescale_threshold=self.rescale_threshold)
 
     # ---- layout views of the m16n8 accumulator ----
@@ -239,7 +244,7 @@ class WarpMmaImpl:
         softmax.update(self.rows_cols_view(acc_S), self.rows_cols_view(acc_O), is_first)
 
     @cute.jit
-    def convert_p(self, acc_S: cute.Tensor) -> cute.Tensor:
+    def convert_p(self, st: ImplState, acc_S: cute.Tensor) -> cute.Tensor:
         rP = cute.make_fragment_like(acc_S, self.dtype)
         rP.store(acc_S.load().to(self.dtype))
         return self.p_as_operand_a(rP)

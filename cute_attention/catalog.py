@@ -16,7 +16,7 @@ from cute_attention.masks import MaskSpec
 from cute_attention.registry import REGISTRY
 from cute_attention.sass import inspect_cubin
 
-SASS_COLUMNS = ("HMMA", "HGMMA", "LDGSTS", "LDSM", "LDG", "STS", "LDL", "STL")
+SASS_COLUMNS = ("HMMA", "HGMMA", "FFMA", "LDGSTS", "LDSM", "LDS", "LDG", "STS", "LDL", "STL")
 
 
 @dataclass
@@ -55,14 +55,14 @@ def sass_violations(key: CompileKey, stats) -> list[str]:
     impl = build_kernel(key).impl
     out = []
     forms = stats.variants("HMMA")
-    if not forms or any(not f.startswith(impl.mma_sass) for f in forms):
+    if impl.mma_sass is not None and (not forms or any(not f.startswith(impl.mma_sass) for f in forms)):
         out.append(f"MMA forms {forms}, promised {impl.mma_sass}")
     if stats.count("HGMMA"):
         out.append("HGMMA present")
     for op in (*impl.sass_required, *key.variant.mainloop.sass_required):
         if stats.count(op) == 0:
             out.append(f"no {op}")
-    for op in key.variant.mainloop.sass_forbidden:
+    for op in (*impl.sass_forbidden, *key.variant.mainloop.sass_forbidden):
         if stats.count(op):
             out.append(f"{stats.count(op)} {op}")
     return out

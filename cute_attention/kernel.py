@@ -52,17 +52,19 @@ class AttentionKernel:
         self.tile_n = self.impl.tile_n
 
     # ---- host-side facts ----
-    def smem_parts(self) -> tuple[int, int]:
+    def smem_parts(self) -> tuple[int, int, int]:
+        """Bytes of the Q tile, of the K/V ring (or the warp merge), and of the Impl's scratch (e.g. P)."""
         elem = self.dtype.width // 8
         q_bytes = self.tile_m * self.head_dim * elem
         ring = self.mainloop.kv_slots * self.tile_n * self.head_dim * elem
-        return q_bytes, max(ring, self.impl.merge_bytes())
+        return q_bytes, max(ring, self.impl.merge_bytes()), self.impl.scratch_bytes()
 
     def smem_bytes(self) -> int:
-        q_bytes, kv_bytes = self.smem_parts()
+        q_bytes, kv_bytes, scratch = self.smem_parts()
+        extra = scratch + SMEM_ALIGN if scratch else 0
         if self.impl.q_in_regs:  # Q's tile and the K/V ring share one region
-            return max(q_bytes, kv_bytes) + SMEM_ALIGN
-        return q_bytes + kv_bytes + SMEM_ALIGN
+            return max(q_bytes, kv_bytes) + SMEM_ALIGN + extra
+        return q_bytes + kv_bytes + SMEM_ALIGN + extra
 
     def why_not(self, target: str = "sm_80") -> str | None:
         """Reason this configuration cannot run on ``target``, or None (FA4's ``can_implement``)."""
@@ -122,9 +124,9 @@ class AttentionKernel:
         sched = kv_tile_schedule(q_start, self.tile_m, self.tile_n, seqlen_q, seqlen_k, window_left,
                                  window_right, self.mask.has_left, self.mask.has_right)
 
-        # ---- shared memory: Q tile (reused for O) | K/V ring (reused by the warp merge);
-        # one shared region when Q's fragments stay in registers ----
-        q_bytes, kv_bytes = self.smem_parts()
+        # ---- shared memory: Q tile (reused for O) | K/V ring (reused by the warp merge) | Impl scratch (P);
+        # Q and the ring share one region when Q's fragments stay in registers ----
+        q_bytes, kv_bytes, scratch_bytes = self.smem_parts()
         smem = SmemAllocator()
         if cutlass.const_expr(impl.q_in_regs):
             ptr_q = smem.allocate(max(q_bytes, kv_bytes), byte_alignment=SMEM_ALIGN)
@@ -132,6 +134,9 @@ class AttentionKernel:
         else:
             ptr_q = smem.allocate(q_bytes, byte_alignment=SMEM_ALIGN)
             ptr_kv = smem.allocate(kv_bytes, byte_alignment=SMEM_ALIGN)
+        ptr_scratch = None
+        if cutlass.const_expr(scratch_bytes > 0):
+            ptr_scratch = smem.allocate(scratch_bytes, byte_alignment=SMEM_ALIGN)
         sQ = impl.q_tile(ptr_q)
         sKV = impl.kv_ring(ptr_kv, self.mainloop.kv_slots)
 
@@ -141,7 +146,7 @@ class AttentionKernel:
         gQ = cute.local_tile(mQ[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
         self.mainloop.load_q(q_it, q_it.partition(tidx, gQ, sQ), seqlen_q - q_start)
 
-        st = impl.make_state(tidx, sQ, sKV)
+        st = impl.make_state(tidx, sQ, sKV, ptr_scratch)
         if cutlass.const_expr(impl.q_in_regs):
             # Q -> registers once; after the second barrier the ring may overwrite Q's shared memory
             self.mainloop.wait_q()

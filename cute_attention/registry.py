@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cute_attention.arch.sm70 import Sm70Sync
+from cute_attention.arch.sm70 import Mma884, Simt, Sm70Sync
 from cute_attention.arch.sm75 import Mma1688
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
 from cute_attention.variant import Variant
@@ -104,3 +104,21 @@ SM75_M64N32 = Variant("sm75_m64n32_sync_qsmem", Mma1688(64, 32, 4, 1), Sm70Sync(
                       head_dims=(192, 256), spill_budget=96)
 REGISTRY.register(SM75_M64N64)
 REGISTRY.register(SM75_M64N32)
+
+# "sm70": Volta's algorithm (m8n8k4 through inline PTX + the synchronous mainloop, fp16 only). Operands and P
+# go through shared memory (no ldmatrix on Volta). ptxas emulates m8n8k4 on CUDA cores on sm_80/sm_90.
+# d >= 192 uses 8 warps so that the register-staged K/V tiles and O fit without spills.
+SM70_M64N64 = Variant("sm70_m64n64_884", Mma884(64, 64, 4), Sm70Sync(), arch="sm70", dtypes=("float16",),
+                      head_dims=(64, 96, 128))
+SM70_M128N32 = Variant("sm70_m128n32_884", Mma884(128, 32, 8), Sm70Sync(), arch="sm70", dtypes=("float16",),
+                       head_dims=(192, 256))
+REGISTRY.register(SM70_M64N64)
+REGISTRY.register(SM70_M128N32)
+
+# "simt": TurboMind's SIMT Impl (CUDA-core FFMA on fp32-widened operands) with the synchronous mainloop.
+SIMT_M64N64 = Variant("simt_m64n64", Simt(64, 64, 4, k_unroll=2), Sm70Sync(), arch="simt",
+                      head_dims=(64, 96, 128))
+SIMT_M128N32 = Variant("simt_m128n32", Simt(128, 32, 8, k_unroll=2), Sm70Sync(), arch="simt",
+                       head_dims=(192, 256))
+REGISTRY.register(SIMT_M64N64)
+REGISTRY.register(SIMT_M128N32)

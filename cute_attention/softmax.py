@@ -4,8 +4,8 @@ Scores stay raw; ``qk_scale = softmax_scale * log2(e)`` and ``P = exp2(S * qk_sc
 A row whose running max is still ``-inf`` (nothing visible yet) uses 0 as its offset, so its
 ``P`` is exactly 0 and it ends as an all-zero output row with ``LSE = -inf``.
 
-Works on any accumulator that an Impl can view as ``(rows, cols)`` per thread, where each row is
-shared by ``row_threads`` consecutive lanes (4 for the m16n8 families).
+Works on any accumulator that an Impl can view as ``(rows, cols)`` per thread; the lanes that share a
+row are reached by the butterfly offsets ``row_lanes`` ((2, 1): four consecutive lanes, m16n8 families).
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ LN2 = math.log(2.0)
 LOG2_E = math.log2(math.e)
 
 
-def row_allreduce(val: Float32, op: str, width: int) -> Float32:
-    """Reduce over ``width`` consecutive lanes (a power of two) with butterfly shuffles."""
-    offset = width // 2
-    while offset >= 1:
+def row_allreduce(val: Float32, op: str, lanes: tuple[int, ...]) -> Float32:
+    """Reduce over the lanes reached by the butterfly (xor) offsets ``lanes``."""
+    for offset in lanes:
         other = cute.arch.shuffle_sync_bfly(val, offset=offset, mask=-1, mask_and_clamp=31)
         val = cute.arch.fmax(val, other) if op == "max" else val + other
-        offset //= 2
     return val
 
 
@@ -39,11 +37,11 @@ class OnlineSoftmax:
     rescale of O. ``M`` and ``L`` always stay consistent, so the result and the LSE are unchanged.
     """
 
-    def __init__(self, scale_log2: Float32, num_rows: int, row_threads: int = 4,
+    def __init__(self, scale_log2: Float32, num_rows: int, row_lanes: tuple[int, ...] = (2, 1),
                  rescale_threshold: float | None = None):
         self.scale_log2 = scale_log2
         self.num_rows = num_rows
-        self.row_threads = row_threads
+        self.row_lanes = row_lanes
         self.rescale_threshold = rescale_threshold
         self.row_max = cute.make_rmem_tensor((num_rows,), Float32)
         self.row_sum = cute.make_rmem_tensor((num_rows,), Float32)
@@ -66,7 +64,7 @@ class OnlineSoftmax:
         grows = False
         for r in cutlass.range_constexpr(self.num_rows):
             m = acc_S_mn[r, None].load().reduce(cute.ReductionOp.MAX, -Float32.inf, 0)
-            tile_max[r] = row_allreduce(m, "max", self.row_threads)
+            tile_max[r] = row_allreduce(m, "max", self.row_lanes)
             # (x - -inf) is +inf: a row's first visible scores always trigger the rescale
             grows = grows or (tile_max[r] - row_max[r]) * self.scale_log2 > self.rescale_threshold
         if cute.arch.vote_any_sync(grows):
@@ -88,7 +86,7 @@ class OnlineSoftmax:
         for r in cutlass.range_constexpr(self.num_rows):
             row = acc_S_mn[r, None].load()
             tile_max = row.reduce(cute.ReductionOp.MAX, -Float32.inf, 0)
-            tile_max = row_allreduce(tile_max, "max", self.row_threads)
+            tile_max = row_allreduce(tile_max, "max", self.row_lanes)
             prev_max = self.row_max[r]
             new_max = cute.arch.fmax(prev_max, tile_max)
             self.row_max[r] = new_max
@@ -109,7 +107,7 @@ class OnlineSoftmax:
     def reduce_sum(self):
         """Sum the lane-partial row sums across the lanes that share each row."""
         for r in cutlass.range_constexpr(self.num_rows):
-            self.row_sum[r] = row_allreduce(self.row_sum[r], "sum", self.row_threads)
+            self.row_sum[r] = row_allreduce(self.row_sum[r], "sum", self.row_lanes)
 
     @cute.jit
     def finalize(self, acc_O_mn: cute.Tensor) -> cute.Tensor:

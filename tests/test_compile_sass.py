@@ -1,18 +1,22 @@
 """CPU: every registered variant compiles for sm_80 and sm_90a; its SASS has the instructions its blocks promise.
 
 cp.async mainloop -> LDGSTS; Sm70 mainloop -> LDG.E.128 + STS.128 and no LDGSTS; m16n8k16 Impl ->
-HMMA.16816 only, m16n8k8 -> HMMA.1688 only; ldmatrix operand loads -> LDSM; spills (LDL/STL) within the
+HMMA.16816 only, m16n8k8 -> HMMA.1688 only; ldmatrix operand loads -> LDSM; m8n8k4 Impl -> no HMMA (ptxas
+emulates it: FFMA + SHFL), LDS.64 operands; SIMT Impl -> FFMA, no HMMA, LDS.64; spills (LDL/STL) within the
 variant's budget (0 unless measured otherwise); shared memory within the target's limit.
 """
 
 import pytest
 
 from cute_attention.catalog import catalog_keys, compile_entry
-from cute_attention.compile_cache import CompileKey
+from cute_attention.compile_cache import CompileKey, build_kernel
 from cute_attention.kernel import smem_capacity
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import (
     REGISTRY,
+    SIMT_M64N64,
+    SIMT_M128N32,
+    SM70_M64N64,
     SM75_M64N32,
     SM75_M64N64,
     SM80_M64N64,
@@ -32,6 +36,9 @@ def extra_keys(target):
         CompileKey(SM80_M64N64, "float16", 192, MaskSpec(True, False), False, target),
         CompileKey(SM75_M64N64, "float16", 128, MaskSpec(False, False), False, target),
         CompileKey(SM75_M64N32, "float16", 256, MaskSpec(True, True), True, target),
+        CompileKey(SM70_M64N64, "float16", 64, MaskSpec(False, False), False, target),
+        CompileKey(SIMT_M64N64, "float16", 128, MaskSpec(True, False), True, target),
+        CompileKey(SIMT_M128N32, "float16", 192, MaskSpec(False, False), False, target),
     ]
 
 
@@ -54,7 +61,8 @@ def test_sass_instruction_mix(compiled):
     target, entries = compiled
     for key, e in entries:
         ctx = (target, e.variant, e.dtype, e.head_dim)
-        assert e.mma_forms, ctx
+        promised = build_kernel(key).impl.mma_sass
+        assert bool(e.mma_forms) == (promised is not None), (ctx, e.mma_forms)
         assert not e.sass_violations, (ctx, e.sass_violations)
         assert e.spills <= key.variant.spill_budget, (ctx, f"{e.spills} LDL/STL > budget {key.variant.spill_budget}")
         assert e.registers is not None and e.registers <= 255, ctx

@@ -195,18 +195,23 @@ def test_fully_masked_rows_are_zero():
 
 def test_cross_compositions():
     """Mainloops and Impls are independent blocks: the synchronous Sm70 mainloop drives the m16n8k16 Impl,
-    and the cp.async ring drives the m16n8k8 Impl with Q in registers (Q's smem shared with the ring)."""
+    the cp.async ring drives the m16n8k8 Impl with Q in registers (Q's smem shared with the ring), the
+    m8n8k4 Impl and the SIMT Impl (P through shared memory, read from every ring slot)."""
     from cute_attention import Variant
-    from cute_attention.arch.sm70 import Sm70Sync
+    from cute_attention.arch.sm70 import Mma884, Simt, Sm70Sync
     from cute_attention.arch.sm75 import Mma1688
     from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
 
     mixes = [
         Variant("x_sync_16816", Mma16816(64, 64, 4, 1), Sm70Sync(), head_dims=(64, 128)),
         Variant("x_cp3_1688_q", Mma1688(64, 64, 4, 1, q_in_regs=True), Sm80CpAsync(3), head_dims=(64, 128)),
+        Variant("x_cp2_884", Mma884(64, 64, 4), Sm80CpAsync(2), dtypes=("float16",), head_dims=(64, 128)),
+        Variant("x_cp3_simt_m32", Simt(32, 32, 2, k_unroll=1), Sm80CpAsync(3), head_dims=(64, 128)),
     ]
     for variant in mixes:
         for d, dtype in [(64, torch.float16), (128, torch.bfloat16)]:
+            if "bfloat16" not in variant.dtypes:
+                dtype = torch.float16
             for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4), (3, 17, 17, 8, 2)]:
                 for causal, window in [(False, (-1, -1)), (True, (-1, -1)), (False, (61, 17))]:
                     q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)

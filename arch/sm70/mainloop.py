@@ -69,7 +69,7 @@ class Sm70Sync:
             impl.mask_scores(a.st, acc_S, a.q_start, a.sched.n_hi - 1 - t, a.seqlen_q, a.seqlen_k,
                              a.window_left, a.window_right, mask)
         impl.softmax_step(a.softmax, acc_S, a.acc_O, is_first)
-        tOrP = impl.convert_p(acc_S)
+        tOrP = impl.convert_p(a.st, acc_S)
         a.it.save(rV, a.v_part.dst[None, None, None, V_SLOT])
         cute.arch.barrier()
         if has_next:

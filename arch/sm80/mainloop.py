@@ -97,7 +97,7 @@ class Sm80CpAsync:
             impl.mask_scores(a.st, acc_S, a.q_start, a.sched.n_hi - 1 - t, a.seqlen_q, a.seqlen_k,
                              a.window_left, a.window_right, mask)
         impl.softmax_step(a.softmax, acc_S, a.acc_O, is_first)
-        tOrP = impl.convert_p(acc_S)
+        tOrP = impl.convert_p(a.st, acc_S)
         self.wait_and_issue(a, t, 1)
         impl.compute_pv(a.st, tOrP, a.acc_O, self.slot_of(t, 1))
 
