@@ -51,3 +51,21 @@ def transposed_view(t: cute.Tensor) -> cute.Tensor:
     order = (1, 0, *range(2, cute.rank(t)))
     return cute.composition(t, cute.make_ordered_layout(shape, order=order))
 
+
+def pointer_swizzled_tile(ptr: cute.Pointer, dtype, rows: int, head_dim: int, stages: int | None = None) -> cute.Tensor:
+    """The same tile as :func:`smem_tile` with the swizzle carried by the pointer and a plain layout.
+
+    A pointer's swizzle acts on byte addresses (16-bit elements: ``S<b, 4, 3>`` for the layout's
+    ``S<b, 3, 3>``), so it needs ``ptr`` aligned to the swizzle's span (the kernel aligns to 1 KiB). Thread
+    partitions of such a tile keep plain layouts, which ``cute.copy`` takes for stores from registers.
+    """
+    cols = smem_atom_cols(head_dim)
+    atom = cute.make_layout((SMEM_ATOM_ROWS, cols), stride=(cols, 1))
+    if stages is None:
+        layout = cute.tile_to_shape(atom, (rows, head_dim), (0, 1))
+    else:
+        layout = cute.tile_to_shape(atom, (rows, head_dim, stages), (0, 1, 2))
+    byte_shift = (dtype.width // 8).bit_length() - 1
+    swizzle = cute.make_swizzle(swizzle_bits(head_dim), 3 + byte_shift, 3)
+    return cute.make_tensor(cute.recast_ptr(ptr, swizzle_=swizzle, dtype=dtype), layout)
+

@@ -17,7 +17,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
 
-from cute_attention.arch.layouts import smem_tile
+from cute_attention.arch.layouts import pointer_swizzled_tile, smem_tile
 from cute_attention.masks import apply_mask
 from cute_attention.softmax import OnlineSoftmax
 
@@ -106,13 +106,6 @@ def rows_cols_layout(val_modes: list[tuple[int, int]]) -> cute.Layout:
     cols = [(e, s) for (e, a), s in zip(val_modes, strides) if a == 1]
     return cute.make_layout((tuple(e for e, _ in rows), tuple(e for e, _ in cols)),
                             stride=(tuple(s for _, s in rows), tuple(s for _, s in cols)))
-
-
-def pointer_swizzled(t: cute.Tensor) -> cute.Tensor:
-    """The same swizzled shared tensor with the swizzle moved into its pointer: thread partitions of it
-    keep plain layouts, which ``cute.copy`` takes (a composed layout it does not)."""
-    ptr = cute.recast_ptr(t.iterator, swizzle_=cute.get_swizzle_portion(t.layout))
-    return cute.make_tensor(ptr, cute.get_nonswizzle_portion(t.layout))
 
 
 def store_vector(op: OperandMap) -> int:
@@ -247,9 +240,10 @@ class LdsMmaImpl:
     @cute.jit
     def make_state(self, tidx: Int32, sQ: cute.Tensor, sKV: cute.Tensor, scratch: cute.Pointer) -> LdsState:
         tv = self.layouts(cute.size(sKV.shape[2]))
-        sQ = pointer_swizzled(sQ)
-        sKV = pointer_swizzled(sKV)
-        sP = pointer_swizzled(smem_tile(scratch, self.dtype, self.tile_m, self.tile_n))
+        # the tiles the gmem iterators fill, with their swizzle moved into the pointer (plain layouts)
+        sQ = pointer_swizzled_tile(sQ.iterator, self.dtype, self.tile_m, self.head_dim)
+        sKV = pointer_swizzled_tile(sKV.iterator, self.dtype, self.tile_n, self.head_dim, cute.size(sKV.shape[2]))
+        sP = pointer_swizzled_tile(scratch, self.dtype, self.tile_m, self.tile_n)
         cS = cute.make_identity_tensor((self.tile_m, self.tile_n))
         cO = cute.make_identity_tensor((self.tile_m, self.head_dim))
         sl3 = (None, None, None)
@@ -350,5 +344,6 @@ class LdsMmaImpl:
         """Convert the normalized accumulators to the output type and write them into the Q tile."""
         rO = cute.make_rmem_tensor(acc_O.shape, self.dtype)
         rO.store(acc_O.load().to(self.dtype))
-        tOsO = cute.composition(pointer_swizzled(sO), self.layouts(1)["O"])[(st.tq, (None, None, None))]
+        sO = pointer_swizzled_tile(sO.iterator, self.dtype, self.tile_m, self.head_dim)
+        tOsO = cute.composition(sO, self.layouts(1)["O"])[(st.tq, (None, None, None))]
         vector_copy(rO, tOsO, store_vector(self.atom.c_o))
