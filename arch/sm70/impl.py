@@ -5,8 +5,8 @@ One warp-wide instruction is four independent 8x8x4 products, one per quad-pair 
 8-row half, lane bit 3 the 8-column half (CuTe's ``SM70_8x4_Row`` / ``SM70_8x4_Col`` / ``SM70_8x8_32b``
 maps, tiled). A lane holds four k-consecutive values of one row of A (LDS.64 from Q or P), four k of one
 column of B for Q·Kᵀ (``row.col``: LDS.64 from a K row) and four columns of one k of B for P·V
-(``row.row``: LDS.64 from a V row), and eight fp32 accumulators: rows ``lane&1 + 2·(i&2) + 4·(lane≥16)``,
-columns ``i&1 + (lane&2) + (i&4)``. fp16 only (the instruction has no bf16 form).
+(``row.row``: LDS.64 from a V row), and eight fp32 accumulators ``i``: row ``(lane&1) + (i&2) + 4·(lane≥16)``,
+column ``(i&1) + (lane&2) + (i&4)`` inside its quad-pair's 8 x 8. fp16 only (the instruction has no bf16 form).
 
 On Ampere/Hopper ptxas has no tensor-core form of m8n8k4 and emulates it on CUDA cores
 (``tests/test_sm70_mma.py``), so the ``sm70`` config runs Volta's algorithm at CUDA-core speed.

@@ -3,8 +3,9 @@
 A warp step is 8 rows: lane bits 2..4 pick the row, lane bits 0..1 the column. For S = Q·Kᵀ a lane owns
 one score per step (8 x 4 per warp; its columns are 4 apart) and reads four k of its Q row and of its K
 row (LDS.64 each); for O += P·V it owns four consecutive d (8 x 16 per warp) and reads four k of its P row
-and a 4 x 4 block of V (four LDS.64). Operands are widened to fp32 once per k step and multiplied with
-FFMA, so the SASS has no HMMA at all.
+and a 4 x 4 block of V (four LDS.64). Operands are widened to fp32 once per k step (``MmaUniversalOp``
+takes one type for A, B and C) and each step is a thread-local ``cute.gemm`` of the universal FMA atom:
+FFMA only, no HMMA.
 """
 
 from __future__ import annotations
@@ -45,17 +46,15 @@ class ImplSimt(LdsMmaImpl):
         return wide
 
     def mma(self, acc: cute.Tensor, a: cute.Tensor, b: cute.Tensor, pv: bool):
-        if pv:  # acc (4 d) += a (4 k) · b (4 d, 4 k)
-            for j in range(4):
-                s = acc[j]
-                for k in range(K_STEP):
-                    s = cute.math.fma(a[k], b[j + 4 * k], s)
-                acc[j] = s
-        else:  # acc (1) += a (4 k) · b (4 k)
-            s = acc[0]
-            for k in range(K_STEP):
-                s = cute.math.fma(a[k], b[k], s)
-            acc[0] = s
+        """One step as thread-local ``cute.gemm`` calls of the 1x1x1 FMA atom, (M, K) x (N, K) => (M, N):
+        one output at a time, so each is a chain of four FFMA (this order keeps d >= 192 spill-free)."""
+        atom = cute.make_mma_atom(cute.nvgpu.MmaUniversalOp(Float32))
+        row = cute.make_layout((1, K_STEP), stride=(0, 1))
+        tA = cute.make_tensor(a.iterator, row)
+        for j in range(cute.size(acc)):  # O: four consecutive d, V block (4 d, 4 k) with d fastest; S: one
+            tB = cute.make_tensor(b.iterator + j, cute.make_layout((1, K_STEP), stride=(0, cute.size(acc))))
+            tC = cute.make_tensor(acc.iterator + j, cute.make_layout((1, 1), stride=(0, 0)))
+            cute.gemm(atom, tC, tA, tB, tC)
 
 
 @dataclass(frozen=True)
