@@ -266,6 +266,10 @@ class LdsMmaImpl:
     def load_q_regs(self, st: LdsState):
         """Q is read from shared memory at every tile by these families."""
 
+    def partition_O(self, st: LdsState, t: cute.Tensor) -> cute.Tensor:
+        """This thread's elements of a ``(tile_m, head_dim)`` tensor, in ``acc_O``'s order."""
+        return cute.composition(t, self.layouts(1)["O"])[(st.tq, (None, None, None))]
+
     @cute.jit
     def make_acc_O(self, st: LdsState) -> cute.Tensor:
         acc_O = cute.make_rmem_tensor(st.tOsO.shape, Float32)

@@ -185,6 +185,10 @@ class WarpMmaImpl:
         """Q_in_regs: read every k-block of Q's fragments from shared memory once (Q must have landed)."""
         cute.copy(st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ))
 
+    def partition_O(self, st: ImplState, t: cute.Tensor) -> cute.Tensor:
+        """This thread's elements of a ``(tile_m, head_dim)`` tensor, in ``acc_O``'s order."""
+        return st.thr_mma.partition_C(t)
+
     @cute.jit
     def make_acc_O(self, st: ImplState) -> cute.Tensor:
         acc_O = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.head_dim)), Float32)

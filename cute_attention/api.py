@@ -78,6 +78,7 @@ def attention(
     out: torch.Tensor | None = None,
     variant: Variant | str | None = None,
     config: str | None = None,
+    num_splits: int = 1,
 ):
     """Scaled dot-product attention over BSHD tensors.
 
@@ -88,8 +89,12 @@ def attention(
     Rows that see no key give 0 (and LSE ``-inf``). Returns ``out`` or ``(out, lse)`` with ``lse`` the
     natural-log sum of exponentials, float32 ``(batch, nheads, seqlen_q)``.
     ``config`` picks the generation whose algorithm runs (``"sm80"``: cp.async + m16n8k16, the default;
-    ``"sm75"``: synchronous loads + m16n8k8; see ``REGISTRY.configs()``); the DSL emits sm_80+ code for
-    all of them. ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
+    ``"sm75"``: synchronous loads + m16n8k8; ``"sm70"``: synchronous loads + m8n8k4, float16 only;
+    ``"simt"``: synchronous loads + CUDA-core FMA; see ``REGISTRY.configs()``); the DSL emits sm_80+ code
+    for all of them. ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
+    ``num_splits`` splits every query tile's KV range into that many chunks run by separate CTAs, merged
+    exactly by the reduction kernel (split-K); ``0`` picks the count from the kernel's occupancy and the
+    SM count (TurboMind's cost model); ``1`` is a single pass.
     """
     sig = plan = None
     if type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor and (
@@ -100,7 +105,7 @@ def attention(
                v.shape, v.stride(), v.dtype, v.device,
                None if out is None else (out.shape, out.stride(), out.dtype, out.device),
                softmax_scale, type(softmax_scale), causal, type(causal), window_size, type(window_size),
-               return_lse, type(return_lse), variant, config)
+               return_lse, type(return_lse), variant, config, num_splits, type(num_splits))
         if type(window_size) is tuple and len(window_size) == 2:
             sig += (type(window_size[0]), type(window_size[1]))
         try:
@@ -108,13 +113,13 @@ def attention(
         except TypeError:  # an unhashable argument (a list window, say): validate every time
             plan = sig = None
     if plan is None:
-        plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config)
+        plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config, num_splits)
         if sig is not None and len(_PLANS) < _MAX_PLANS:
             _PLANS[sig] = plan
     return plan.launch(q, k, v, out)
 
 
-def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config) -> LaunchPlan:
+def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config, num_splits) -> LaunchPlan:
     """Validate one call signature (no tensor data involved) and choose its kernel."""
 
     _check_tensor("q", q, 4)
@@ -160,6 +165,10 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
                              f"got {tuple(out.shape)} {out.dtype}")
     if not isinstance(return_lse, bool):
         raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
+    if isinstance(num_splits, bool) or not isinstance(num_splits, int):
+        raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
+    if num_splits < 0 or num_splits > launcher.MAX_SPLITS:
+        raise ValueError(f"num_splits must be in 0..{launcher.MAX_SPLITS} (0 = heuristic), got {num_splits}")
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     if config is not None and not isinstance(config, str):
         raise TypeError(f"config must be a str, got {type(config).__name__}")
@@ -194,10 +203,23 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
         if not _strides_ok(out):
             raise ValueError("out must have a contiguous last dim and other strides that are non-zero "
                              f"multiples of {STRIDE_DIVISIBILITY}; got strides {out.stride()}")
+    copies = tuple(not _strides_ok(t) for t in (q, k, v))
+    lse_shape = (batch, nheads, seqlen_q) if return_lse else None
+    if num_splits != 1:
+        split_kernel = launcher.compiled_for(chosen, dtype, head_dim, mask, True, split_kv=True)
+        tile_m, tile_n = chosen.impl.tile_m, chosen.impl.tile_n
+        if num_splits == 0:
+            ctas = math.ceil(seqlen_q / tile_m) * nheads * batch
+            num_splits = launcher.choose_splits(split_kernel, ctas, math.ceil(seqlen_k / tile_n), q.device.index,
+                                                launcher.PREFILL_WAVE_CAP)
+        if batch * num_splits > MAX_GRID_YZ:
+            raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")
+        if num_splits > 1:
+            reduce = launcher.reduce_for(dtype, head_dim, return_lse)
+            return SplitLaunchPlan(split_kernel, reduce, num_splits, float(softmax_scale), max(left, 0),
+                                   max(right, 0), lse_shape, copies)
     kernel = launcher.compiled_for(chosen, dtype, head_dim, mask, return_lse)
-    return LaunchPlan(kernel, float(softmax_scale), max(left, 0), max(right, 0),
-                      (batch, nheads, seqlen_q) if return_lse else None,
-                      tuple(not _strides_ok(t) for t in (q, k, v)))
+    return LaunchPlan(kernel, float(softmax_scale), max(left, 0), max(right, 0), lse_shape, copies)
 
 
 class LaunchPlan:
@@ -214,7 +236,8 @@ class LaunchPlan:
         self.lse_shape = lse_shape
         self.copies = copies
 
-    def launch(self, q, k, v, out):
+    def prepare(self, q, k, v, out):
+        """Copy inputs that break the kernels' layout rules; allocate ``out`` or check its alignment."""
         cq, ck, cv = self.copies
         if cq or q.data_ptr() % 16:
             q = _copy(q)
@@ -226,6 +249,32 @@ class LaunchPlan:
             out = torch.empty_like(q)
         elif out.data_ptr() % 16:
             raise ValueError("out must have a 16-byte aligned base pointer")
+        return q, k, v, out
+
+    def launch(self, q, k, v, out):
+        q, k, v, out = self.prepare(q, k, v, out)
         lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
         launcher.launch(self.kernel, q, k, v, out, lse, self.scale, self.left, self.right)
         return out if lse is None else (out, lse)
+
+
+class SplitLaunchPlan(LaunchPlan):
+    """Split-K: the attention kernel writes fp32 partials per split, the reduction kernel merges them."""
+
+    __slots__ = ("reduce", "num_splits")
+
+    def __init__(self, kernel, reduce, num_splits, scale, left, right, lse_shape, copies):
+        super().__init__(kernel, scale, left, right, lse_shape, copies)
+        self.reduce = reduce
+        self.num_splits = num_splits
+
+    def launch(self, q, k, v, out):
+        q, k, v, out = self.prepare(q, k, v, out)
+        b, sq, h, d = q.shape
+        o_part = torch.empty((self.num_splits, b, sq, h, d), dtype=torch.float32, device=q.device)
+        lse_part = torch.empty((self.num_splits, b, h, sq), dtype=torch.float32, device=q.device)
+        launcher.launch(self.kernel, q, k, v, o_part, lse_part, self.scale, self.left, self.right, self.num_splits)
+        lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
+        launcher.launch_reduce(self.reduce, o_part, lse_part, out, lse)
+        return out if lse is None else (out, lse)
+

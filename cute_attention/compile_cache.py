@@ -53,6 +53,17 @@ class CompileKey:
     mask: MaskSpec
     with_lse: bool
     target: str
+    split_kv: bool = False  # write fp32 partial O + LSE per KV split (for the reduction kernel)
+
+
+@dataclass(frozen=True)
+class ReduceKey:
+    """The split-K reduction kernel's compile-time choices."""
+
+    dtype: str
+    head_dim: int
+    with_lse: bool
+    target: str
 
 
 @dataclass
@@ -77,16 +88,52 @@ def fake_bshd(dtype, head_dim: int):
     return make_fake_tensor(dtype, shape, stride=_sym_strides(4), assumed_align=ALIGN_BYTES)
 
 
-def fake_lse():
-    shape = (cute.sym_int(), cute.sym_int(), cute.sym_int())
-    stride = (cute.sym_int64(), cute.sym_int64(), 1)
+def fake_lse(splits: bool = False):
+    rank = 4 if splits else 3
+    shape = tuple(cute.sym_int() for _ in range(rank))
+    stride = tuple(cute.sym_int64() for _ in range(rank - 1)) + (1,)
     return make_fake_tensor(cutlass.Float32, shape, stride=stride, assumed_align=4)
+
+
+def fake_partial_o(head_dim: int):
+    """fp32 ``(splits, batch, seqlen_q, nheads, d)``, contiguous rows of 16-byte multiples."""
+    shape = (cute.sym_int(), cute.sym_int(), cute.sym_int(), cute.sym_int(), head_dim)
+    stride = tuple(cute.sym_int64(divisibility=4) for _ in range(4)) + (1,)
+    return make_fake_tensor(cutlass.Float32, shape, stride=stride, assumed_align=ALIGN_BYTES)
 
 
 def build_kernel(key: CompileKey):
     from cute_attention.kernel import AttentionKernel
 
-    return AttentionKernel(key.variant, DTYPES[key.dtype], key.head_dim, key.mask, key.with_lse)
+    return AttentionKernel(key.variant, DTYPES[key.dtype], key.head_dim, key.mask, key.with_lse, key.split_kv)
+
+
+def _compile(kernel, args, target: str, ptxas_options: str, dump_dir: str | None):
+    own_dir = None
+    if dump_dir is None:
+        own_dir = tempfile.TemporaryDirectory(prefix="cute-attention-")
+        dump_dir = own_dir.name
+    options = f"--enable-tvm-ffi --gpu-arch {target} --keep-cubin --dump-dir {dump_dir}"
+    if ptxas_options:
+        options += f" --ptxas-options={ptxas_options}"
+    start = time.perf_counter()
+    try:
+        fn = cute.compile(kernel, *args, options=options)
+    finally:
+        if own_dir is not None:
+            own_dir.cleanup()
+    cubin = fn.__cubin__
+    return fn, time.perf_counter() - start, bytes(cubin) if cubin is not None else None
+
+
+def compile_reduce(key: ReduceKey, dump_dir: str | None = None) -> CompiledKernel:
+    from cute_attention.split_reduce import SplitReduce
+
+    kernel = SplitReduce(DTYPES[key.dtype], key.head_dim, key.with_lse)
+    args = (fake_partial_o(key.head_dim), fake_lse(splits=True), fake_bshd(DTYPES[key.dtype], key.head_dim),
+            fake_lse() if key.with_lse else None, make_fake_stream(use_tvm_ffi_env_stream=True))
+    fn, seconds, cubin = _compile(kernel, args, key.target, "", dump_dir)
+    return CompiledKernel(key, fn, 0, kernel.warps * 32, seconds, cubin)
 
 
 def compile_key(key: CompileKey, dump_dir: str | None = None) -> CompiledKernel:
@@ -100,30 +147,16 @@ def compile_key(key: CompileKey, dump_dir: str | None = None) -> CompiledKernel:
         fake_bshd(dtype, key.head_dim),
         fake_bshd(dtype, key.head_dim),
         fake_bshd(dtype, key.head_dim),
-        fake_bshd(dtype, key.head_dim),
-        fake_lse() if key.with_lse else None,
+        fake_partial_o(key.head_dim) if key.split_kv else fake_bshd(dtype, key.head_dim),
+        fake_lse(splits=True) if key.split_kv else fake_lse() if key.with_lse else None,
         cutlass.Float32(1.0),
         cutlass.Int32(0),
         cutlass.Int32(0),
+        cutlass.Int32(1),
         make_fake_stream(use_tvm_ffi_env_stream=True),
     )
-    own_dir = None
-    if dump_dir is None:
-        own_dir = tempfile.TemporaryDirectory(prefix="cute-attention-")
-        dump_dir = own_dir.name
-    options = f"--enable-tvm-ffi --gpu-arch {key.target} --keep-cubin --dump-dir {dump_dir}"
-    if key.variant.ptxas_options:
-        options += f" --ptxas-options={key.variant.ptxas_options}"
-    start = time.perf_counter()
-    try:
-        fn = cute.compile(kernel, *args, options=options)
-    finally:
-        if own_dir is not None:
-            own_dir.cleanup()
-    seconds = time.perf_counter() - start
-    cubin = fn.__cubin__
-    return CompiledKernel(key, fn, kernel.smem_bytes(), kernel.threads, seconds,
-                          bytes(cubin) if cubin is not None else None)
+    fn, seconds, cubin = _compile(kernel, args, key.target, key.variant.ptxas_options, dump_dir)
+    return CompiledKernel(key, fn, kernel.smem_bytes(), kernel.threads, seconds, cubin)
 
 
 class CompileCache:
@@ -144,7 +177,7 @@ class CompileCache:
             entry = self._entries.get(key)
             if entry is None:
                 self.misses += 1
-                entry = compile_key(key)
+                entry = compile_reduce(key) if isinstance(key, ReduceKey) else compile_key(key)
                 self._entries[key] = entry
             return entry
 

@@ -118,3 +118,44 @@ def key_visible(row_pos: int, col: int, seqlen_k: int, window_left: int, window_
     if has_left and col < row_pos - window_left:
         return False
     return True
+
+
+def split_schedule(sched: TileSchedule, split: Int, num_splits: Int) -> TileSchedule:
+    """The part of ``sched`` that split ``split`` of ``num_splits`` walks (split-K over KV tiles).
+
+    The tiles ``[n_lo, n_hi)`` are cut into ``num_splits`` contiguous chunks of ``ceil(total / num_splits)``
+    tiles, split 0 lowest; trailing splits may be empty (``n_lo == n_hi``). The phases keep their meaning:
+    the chunk's ``back`` tiles are those of ``sched.back`` inside it, likewise ``front``.
+    """
+    total = sched.n_hi - sched.n_lo
+    chunk = ceil_div(total, num_splits)
+    lo = imin(sched.n_lo + split * chunk, sched.n_hi)
+    hi = imin(lo + chunk, sched.n_hi)
+    back = imax(hi - imax(lo, sched.n_hi - sched.back), 0)
+    front = imax(imin(hi, sched.n_lo + sched.front) - lo, 0)
+    return TileSchedule(n_lo=lo, n_hi=hi, back=back, mid=hi - lo - back - front, front=front)
+
+
+def paged_slot(block_table_row: Any, token: Int, block_size: int) -> tuple[Any, Int]:
+    """(physical block, row inside it) of logical KV position ``token`` of one sequence's block table."""
+    return block_table_row[token // block_size], token % block_size
+
+
+def num_splits_heuristic(ctas: int, sms: int, ctas_per_sm: int, max_splits: int, wave_cap: int) -> int:
+    """TurboMind's split count (DESIGN.md §2): the cheapest ``s`` in ``1..max_splits`` by
+    ``cost = (1/s + 1e-3) · ceil(ctas·s / (sms·ctas_per_sm))``, stopping once the waves pass ``wave_cap``.
+
+    ``ctas`` is the grid without splitting; ``max_splits`` should already be capped by the tile count.
+    """
+    if ctas < 1 or sms < 1 or ctas_per_sm < 1:
+        raise ValueError(f"ctas, sms and ctas_per_sm must be >= 1, got {ctas}, {sms}, {ctas_per_sm}")
+    slots = sms * ctas_per_sm
+    best, best_cost = 1, None
+    for s in range(1, max(1, max_splits) + 1):
+        waves = ceil_div(ctas * s, slots)
+        if s > 1 and waves > wave_cap:
+            break
+        cost = (1.0 / s + 1e-3) * waves
+        if best_cost is None or cost < best_cost:
+            best, best_cost = s, cost
+    return best

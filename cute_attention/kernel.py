@@ -6,7 +6,8 @@ strategy, KV cache factory, CTA map) for one dtype, head dim and mask spec:
 * prologue: map the CTA to (query tile, head, batch), compute the tile schedule, start loading Q;
 * mainloop: the variant's strategy walks the KV tiles (three phases);
 * epilogue: merge warp groups if the KV tile was split, normalize, write O (through shared
-  memory, 16-byte stores) and the LSE.
+  memory, 16-byte stores) and the LSE; with ``split_kv`` each CTA walks one KV split and writes its
+  normalized fp32 partial O and LSE instead, for the reduction kernel (:mod:`cute_attention.split_reduce`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cutlass.cutlass_dsl import SMEM_CAPACITY_MAP
 from cutlass.memory import SmemAllocator
 
 from cute_attention.arch.gmem_iterator import StoreIterator
-from cute_attention.index_math import kv_tile_schedule
+from cute_attention.index_math import kv_tile_schedule, split_schedule
 from cute_attention.mainloop_args import MainloopArgs
 from cute_attention.masks import MaskSpec
 from cute_attention.softmax import LOG2_E
@@ -37,12 +38,14 @@ def smem_capacity(target: str) -> int:
 class AttentionKernel:
     """Prefill attention over BSHD tensors for one compile-time configuration."""
 
-    def __init__(self, variant, dtype: type[cutlass.Numeric], head_dim: int, mask: MaskSpec, with_lse: bool):
+    def __init__(self, variant, dtype: type[cutlass.Numeric], head_dim: int, mask: MaskSpec, with_lse: bool,
+                 split_kv: bool = False):
         self.variant = variant
         self.dtype = dtype
         self.head_dim = head_dim
         self.mask = mask
-        self.with_lse = with_lse
+        self.with_lse = with_lse or split_kv
+        self.split_kv = split_kv
         self.impl = variant.impl.build(dtype, head_dim)
         self.mainloop = variant.mainloop
         self.kv_cache = variant.kv_cache
@@ -92,13 +95,15 @@ class AttentionKernel:
         softmax_scale: Float32,
         window_left: Int32,
         window_right: Int32,
+        num_splits: Int32,
         stream,
     ):
+        """``mO``/``mLSE``: ``(batch, seqlen_q, nheads, d)`` / ``(batch, nheads, seqlen_q)``, or with
+        ``split_kv`` fp32 ``(splits, batch, seqlen_q, nheads, d)`` / ``(splits, batch, nheads, seqlen_q)``."""
         num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
-        grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0])
-        self.kernel(mQ, mK, mV, mO, mLSE, softmax_scale * LOG2_E, window_left, window_right, num_q_tiles).launch(
-            grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream
-        )
+        grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0] * num_splits)
+        self.kernel(mQ, mK, mV, mO, mLSE, softmax_scale * LOG2_E, window_left, window_right, num_q_tiles,
+                    num_splits).launch(grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
 
     # ---- device side ----
     @cute.kernel
@@ -113,16 +118,23 @@ class AttentionKernel:
         window_left: Int32,
         window_right: Int32,
         num_q_tiles: Int32,
+        num_splits: Int32,
     ):
         impl = self.impl
         tidx, _, _ = cute.arch.thread_idx()
         q_tile, head, batch = self.cta_map.tile_coords(num_q_tiles)
+        split = Int32(0)
+        if cutlass.const_expr(self.split_kv):
+            split = batch % num_splits
+            batch = batch // num_splits
         seqlen_q = mQ.shape[1]
         seqlen_k = mK.shape[1]
         kv_head = head // (mQ.shape[2] // mK.shape[2])
         q_start = q_tile * self.tile_m
         sched = kv_tile_schedule(q_start, self.tile_m, self.tile_n, seqlen_q, seqlen_k, window_left,
                                  window_right, self.mask.has_left, self.mask.has_right)
+        if cutlass.const_expr(self.split_kv):
+            sched = split_schedule(sched, split, num_splits)
 
         # ---- shared memory: Q tile (reused for O) | K/V ring (reused by the warp merge) | Impl scratch (P);
         # Q and the ring share one region when Q's fragments stay in registers ----
@@ -175,15 +187,19 @@ class AttentionKernel:
         if cutlass.const_expr(impl.warps_s > 1):
             impl.merge(st, softmax, acc_O, cute.recast_ptr(ptr_kv, dtype=Float32))
         lse = softmax.finalize(impl.rows_cols_view(acc_O))
-        if cutlass.const_expr(impl.warps_s == 1):
-            self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
+        if cutlass.const_expr(self.split_kv):
+            if st.ws == 0:  # (always true with warps_s == 1)
+                self.write_partial(st, acc_O, lse, mO, mLSE, q_start, seqlen_q, head, batch, split)
         else:
-            if st.ws == 0:
+            if cutlass.const_expr(impl.warps_s == 1):
                 self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
-        cute.arch.barrier()
-        o_it = StoreIterator(self.dtype, self.tile_m, self.head_dim, self.threads)
-        gO = cute.local_tile(mO[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
-        o_it.store(o_it.partition(tidx, sQ, gO), seqlen_q - q_start)
+            else:
+                if st.ws == 0:
+                    self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
+            cute.arch.barrier()
+            o_it = StoreIterator(self.dtype, self.tile_m, self.head_dim, self.threads)
+            gO = cute.local_tile(mO[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
+            o_it.store(o_it.partition(tidx, sQ, gO), seqlen_q - q_start)
 
     @cute.jit
     def write_group(self, st, acc_O: cute.Tensor, lse: cute.Tensor, sO: cute.Tensor, mLSE: cute.Tensor | None,
@@ -196,3 +212,20 @@ class AttentionKernel:
                     row = q_start + st.tOcO_mn[r, 0][0]
                     if row < seqlen_q:
                         mLSE[batch, head, row] = lse[r]
+
+    @cute.jit
+    def write_partial(self, st, acc_O: cute.Tensor, lse: cute.Tensor, mOp: cute.Tensor, mLSEp: cute.Tensor,
+                      q_start: Int32, seqlen_q: Int32, head: Int32, batch: Int32, split: Int32):
+        """Split-K: this split's normalized O (fp32, straight from registers) and LSE, valid rows only."""
+        impl = self.impl
+        # (tile_m, head_dim) this split's partial O of the query tile
+        gO = cute.local_tile(mOp[split, batch, None, head, None], (self.tile_m, self.head_dim),
+                             (q_start // self.tile_m, 0))
+        tOgO_mn = impl.rows_cols_view(impl.partition_O(st, gO))
+        acc_O_mn = impl.rows_cols_view(acc_O)
+        for r in cutlass.range_constexpr(cute.size(acc_O_mn.shape[0])):
+            row = q_start + st.tOcO_mn[r, 0][0]
+            if row < seqlen_q:
+                cute.autovec_copy(acc_O_mn[r, None], tOgO_mn[r, None])
+                if st.tOcO_mn[0, 0][1] == 0:
+                    mLSEp[split, batch, head, row] = lse[r]

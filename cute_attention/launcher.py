@@ -1,17 +1,26 @@
-"""Host launcher (TurboMind's ``invokeAttention``): compile-cache lookup, then launch on the current stream.
+"""Host launcher (TurboMind's ``invokeAttention``): compile-cache lookup, split count, launch on the current stream.
 
 Shared-memory size, grid and block come from the compiled kernel object (its ``__call__`` builds them
 from the storage sizes and the tensors' shapes); the launch goes to ``torch.cuda.current_stream()``
-of the tensors' device through TVM-FFI's environment stream.
+of the tensors' device through TVM-FFI's environment stream. With split-K the split count comes from
+the compiled kernel's occupancy and the SM count (:func:`choose_splits`), and the reduction kernel
+runs after the attention kernel on the same stream.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
-from cute_attention.compile_cache import CACHE, CompiledKernel, CompileKey, default_target
+from cute_attention.compile_cache import CACHE, CompiledKernel, CompileKey, ReduceKey, default_target
+from cute_attention.index_math import num_splits_heuristic
+from cute_attention.sass import register_counts
+
+MAX_SPLITS = 128
+PREFILL_WAVE_CAP = 8  # TurboMind's caps on the waves a split count may add (DESIGN.md §2)
+DECODE_WAVE_CAP = 4
 
 
 @functools.cache
@@ -19,14 +28,56 @@ def target() -> str:
     return default_target()
 
 
-def compiled_for(variant, dtype: str, head_dim: int, mask, with_lse: bool) -> CompiledKernel:
-    return CACHE.get(CompileKey(variant, dtype, head_dim, mask, with_lse, target()))
+def compiled_for(variant, dtype: str, head_dim: int, mask, with_lse: bool, split_kv: bool = False) -> CompiledKernel:
+    return CACHE.get(CompileKey(variant, dtype, head_dim, mask, with_lse, target(), split_kv))
 
 
-def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, right: int) -> None:
+def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, right: int,
+           num_splits: int = 1) -> None:
+    """``out``/``lse``: the result, or with a split-K kernel the fp32 partials (one slab per split)."""
     fn = kernel.fn  # the TVM-FFI function itself: no extra Python frame per launch
     if q.device.index != torch.cuda.current_device():
         with torch.cuda.device(q.device):
-            fn(q, k, v, out, lse, scale, left, right)
+            fn(q, k, v, out, lse, scale, left, right, num_splits)
     else:
-        fn(q, k, v, out, lse, scale, left, right)
+        fn(q, k, v, out, lse, scale, left, right, num_splits)
+
+
+def reduce_for(dtype: str, head_dim: int, with_lse: bool) -> CompiledKernel:
+    return CACHE.get(ReduceKey(dtype, head_dim, with_lse, target()))
+
+
+def launch_reduce(kernel: CompiledKernel, o_part, lse_part, out, lse) -> None:
+    """Merge the splits' partials into ``out`` (and ``lse`` if given) on the current stream."""
+    if out.device.index != torch.cuda.current_device():
+        with torch.cuda.device(out.device):
+            kernel.fn(o_part, lse_part, out, lse)
+    else:
+        kernel.fn(o_part, lse_part, out, lse)
+
+
+@functools.cache
+def _sm_limits(device_index: int) -> tuple[int, int, int, int]:
+    p = torch.cuda.get_device_properties(device_index)
+    return (p.multi_processor_count, getattr(p, "regs_per_multiprocessor", 65536),
+            getattr(p, "max_threads_per_multi_processor", 2048),
+            getattr(p, "shared_memory_per_multiprocessor", 228 * 1024))
+
+
+def ctas_per_sm(kernel: CompiledKernel, regs_per_sm: int, threads_per_sm: int, smem_per_sm: int) -> int:
+    """Resident CTAs of ``kernel`` per SM, from its register count (cubin), threads and shared memory."""
+    regs = max(register_counts(kernel.cubin)) if kernel.cubin else 255
+    warps = kernel.threads // 32
+    warp_regs = math.ceil(regs * 32 / 256) * 256  # allocation granularity: 256 registers per warp
+    by_regs = (regs_per_sm // warp_regs) // warps
+    by_threads = threads_per_sm // kernel.threads
+    by_smem = smem_per_sm // (kernel.smem_bytes + 1024) if kernel.smem_bytes else 32  # 1 KiB reserved per CTA
+    return max(1, min(by_regs, by_threads, by_smem, 32))
+
+
+def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index: int, wave_cap: int) -> int:
+    """``num_splits=0``: TurboMind's cost model over the split kernel's occupancy and the SM count."""
+    sms, regs, threads, smem = _sm_limits(device_index)
+    occupancy = ctas_per_sm(kernel, regs, threads, smem)
+    return num_splits_heuristic(ctas, sms, occupancy, max(1, min(MAX_SPLITS, kv_tiles)), wave_cap)
+

@@ -46,8 +46,13 @@ CASES = [
     (lambda q, k, v: attention(q, k, v, config=75), TypeError, "config must be a str"),
     (lambda q, k, v: attention(q, k, v, config="sm75", variant=SM80_M128N64), ValueError,
      "is a sm80 variant, but config='sm75'"),
+    (lambda q, k, v: attention(q, k, v, num_splits=-1), ValueError, "num_splits must be in 0..128"),
+    (lambda q, k, v: attention(q, k, v, num_splits=129), ValueError, "num_splits must be in 0..128"),
+    (lambda q, k, v: attention(q, k, v, num_splits=2.0), TypeError, "num_splits must be an int"),
+    (lambda q, k, v: attention(q, k, v, num_splits=True), TypeError, "num_splits must be an int"),
     (lambda q, k, v: attention(q, k, v), ValueError, "q must be a CUDA tensor"),
     (lambda q, k, v: attention(q, k, v, config="sm75"), ValueError, "q must be a CUDA tensor"),
+    (lambda q, k, v: attention(q, k, v, num_splits=4), ValueError, "q must be a CUDA tensor"),
 ]
 
 
@@ -56,3 +61,37 @@ def test_bad_input_raises(call, exc, match):
     q, k, v = qkv()
     with pytest.raises(exc, match=match):
         call(q, k, v)
+
+
+def test_every_config_is_registered_and_finds_its_own_variants():
+    from cute_attention import REGISTRY, AttnDesc
+
+    assert REGISTRY.configs() == ["sm80", "sm75", "sm70", "simt"]
+    for config in REGISTRY.configs():
+        for d in (64, 96, 128, 192, 256):
+            desc = AttnDesc(d, "float16", 1000, 1000, True, False)
+            v = REGISTRY.find(desc, config)
+            assert v.arch == config and d in v.head_dims
+
+
+def test_sm70_config_has_no_bf16():
+    from cute_attention import REGISTRY, AttnDesc
+
+    with pytest.raises(ValueError, match="no registered sm70 kernel variant"):
+        REGISTRY.find(AttnDesc(128, "bfloat16", 1000, 1000, False, False), "sm70")
+    assert REGISTRY.find(AttnDesc(128, "bfloat16", 1000, 1000, False, False), "simt").arch == "simt"
+
+
+def test_lds_impls_reject_bad_tiles():
+    import cutlass
+
+    from cute_attention.arch.sm70 import Mma884, Simt
+
+    with pytest.raises(ValueError, match="float16 operands only"):
+        Mma884(64, 64, 4).build(cutlass.BFloat16, 128)
+    with pytest.raises(ValueError, match="warps_s == 1"):
+        Simt(64, 64, 2, warps_s=2).build(cutlass.Float16, 128)
+    with pytest.raises(ValueError, match="tile_m=48"):
+        Mma884(48, 64, 4).build(cutlass.Float16, 128)
+    with pytest.raises(ValueError, match="k_unroll"):
+        Simt(64, 64, 4, k_unroll=0).build(cutlass.Float16, 64)

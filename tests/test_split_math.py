@@ -1,0 +1,93 @@
+"""CPU: split-K index math (split ranges and their phases), paged slots, and the split-count cost model."""
+
+import itertools
+import math
+
+import pytest
+from test_index_math import _tile_classes
+
+from cute_attention.index_math import (
+    ceil_div,
+    kv_tile_schedule,
+    num_splits_heuristic,
+    paged_slot,
+    split_schedule,
+)
+
+CASES = list(itertools.product([1, 4], [1, 3], [1, 5, 8], [1, 5, 9, 17],
+                               [(False, False), (False, True), (True, False), (True, True)]))
+
+
+@pytest.mark.parametrize("tile_m,tile_n,sq,sk,flags", CASES)
+def test_splits_partition_the_schedule_and_keep_phases(tile_m, tile_n, sq, sk, flags):
+    has_left, has_right = flags
+    for left, right in itertools.product(range(0, 5) if has_left else [0], range(0, 5) if has_right else [0]):
+        for q_start in range(0, sq, tile_m):
+            s = kv_tile_schedule(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right)
+            classes = _tile_classes(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right)
+            total = s.n_hi - s.n_lo
+            for num_splits in range(1, 7):
+                covered = []
+                for split in range(num_splits):
+                    p = split_schedule(s, split, num_splits)
+                    ctx = (q_start, left, right, s, num_splits, split, p)
+                    assert s.n_lo <= p.n_lo <= p.n_hi <= s.n_hi, ctx
+                    assert min(p.back, p.mid, p.front) >= 0 and p.back + p.mid + p.front == p.n_hi - p.n_lo, ctx
+                    assert p.n_hi - p.n_lo <= ceil_div(total, num_splits), ctx
+                    covered += range(p.n_lo, p.n_hi)
+                    walk = list(range(p.n_hi - 1, p.n_lo - 1, -1))
+                    for n in walk[p.back : p.back + p.mid]:
+                        assert not classes[n][1] and not classes[n][2], (ctx, n, "mid tile needs a mask")
+                    for n in walk[p.back + p.mid :]:
+                        assert not classes[n][1], (ctx, n, "front tile cut on the right")
+                    # the split's phases are the whole schedule's phases restricted to the split
+                    whole = list(range(s.n_hi - 1, s.n_lo - 1, -1))
+                    back_set = set(whole[: s.back])
+                    assert set(walk[: p.back]) == back_set & set(walk), ctx
+                assert covered == list(range(s.n_lo, s.n_hi)), (q_start, num_splits, covered)
+
+
+def test_one_split_is_the_whole_schedule():
+    s = kv_tile_schedule(64, 128, 64, 1000, 3000, 300, 0, True, True)
+    assert split_schedule(s, 0, 1) == s
+
+
+def test_paged_slot():
+    table = [7, 3, 11, 0]
+    for block_size in (16, 32, 64):
+        for token in range(4 * block_size):
+            block, row = paged_slot(table, token, block_size)
+            assert block == table[token // block_size] and row == token % block_size
+            assert block * block_size + row == table[token // block_size] * block_size + token % block_size
+
+
+def brute_splits(ctas, sms, occ, max_splits, cap):
+    best = None
+    for s in range(1, max_splits + 1):
+        waves = math.ceil(ctas * s / (sms * occ))
+        if s > 1 and waves > cap:
+            break
+        cost = (1 / s + 1e-3) * waves
+        if best is None or cost < best[0]:
+            best = (cost, s)
+    return best[1]
+
+
+@pytest.mark.parametrize("sms,occ", [(132, 1), (132, 2), (108, 3), (8, 1)])
+def test_split_heuristic_matches_cost_model(sms, occ):
+    for ctas in [1, 2, 7, 32, 64, 131, 132, 133, 264, 500, 4096]:
+        for max_splits in [1, 2, 8, 32, 128]:
+            for cap in (4, 8):
+                got = num_splits_heuristic(ctas, sms, occ, max_splits, cap)
+                assert got == brute_splits(ctas, sms, occ, max_splits, cap)
+                assert 1 <= got <= max_splits
+
+
+def test_split_heuristic_shapes():
+    # 8 CTAs on 132 SMs: 16 splits fill one wave (cost 0.0635), 33 fill two (0.0626), 64 need four (0.0665)
+    assert num_splits_heuristic(8, 132, 1, 64, 4) == 33
+    assert num_splits_heuristic(8, 132, 1, 16, 4) == 16
+    # a full grid already: no split
+    assert num_splits_heuristic(132 * 4, 132, 1, 64, 4) == 1
+    with pytest.raises(ValueError, match="ctas"):
+        num_splits_heuristic(0, 132, 1, 8, 4)
