@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from cute_attention.compile_cache import CompileCache, CompileKey
+from cute_attention.compile_cache import CompileCache, CompileKey, ReduceKey
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import SM75_M64N64, SM80_M64N64, SM80_M128N64_S4L
 from cute_attention.variant import Variant
@@ -17,7 +17,8 @@ def key(**kw):
 
 def test_key_fields_are_compile_time_choices_only():
     names = {f.name for f in dataclasses.fields(CompileKey)}
-    assert names == {"variant", "dtype", "head_dim", "mask", "with_lse", "target"}
+    assert names == {"variant", "dtype", "head_dim", "mask", "with_lse", "target", "split_kv"}
+    assert {f.name for f in dataclasses.fields(ReduceKey)} == {"dtype", "head_dim", "with_lse", "target"}
     for f in dataclasses.fields(Variant):
         assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "arch", "head_dims", "dtypes",
                           "ptxas_options", "spill_budget"}
@@ -35,6 +36,7 @@ def test_every_choice_changes_the_key():
         key(variant=dataclasses.replace(SM80_M64N64, impl=dataclasses.replace(SM80_M64N64.impl,
                                                                               rescale_threshold=8.0))),
         key(variant=SM75_M64N64),
+        key(split_kv=True),
     ]
     assert len({k0, *variants}) == len(variants) + 1
     assert key() == k0 and hash(key()) == hash(k0)
