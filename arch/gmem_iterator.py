@@ -19,13 +19,14 @@ from cutlass import Int32
 from cutlass.cute.nvgpu import cpasync
 
 from cute_attention.arch.thread_map import ACCESS_BITS, ThreadMap
+from cute_attention.cache_iterators import PagedPart, PagedSource, PagedTile
 
 
 @dataclass(frozen=True)
 class CopyPartition:
     """One thread's share of a tiled copy (CuTe naming: tXgX source, tXsX destination)."""
 
-    src: Any  # (CPY, CPY_ROWS, CPY_COLS, tiles) global-memory view, or (CPY, CPY_ROWS, CPY_COLS)
+    src: Any  # (CPY, CPY_ROWS, CPY_COLS, tiles) global-memory view, or (CPY, CPY_ROWS, CPY_COLS), or a PagedPart
     dst: Any  # (CPY, CPY_ROWS, CPY_COLS, slot) shared-memory view, or (CPY, CPY_ROWS, CPY_COLS)
     row0: Any  # this thread's first row inside the tile
     t0_rows: Any  # (CPY_ROWS,) compile-time first rows of thread 0's row groups
@@ -55,9 +56,12 @@ class GmemIterator:
         tXcX = thr.partition_S(c)
         t0XcX = tiled.get_slice(0).partition_S(c)
         t0_rows = [t0XcX[0, m, 0][0] for m in range(cute.size(tXcX.shape[1]))]
-        return CopyPartition(
-            src=thr.partition_S(src), dst=thr.partition_D(dst), row0=tXcX[0][0], t0_rows=t0_rows
-        )
+        row0 = tXcX[0][0]
+        if cutlass.const_expr(isinstance(src, PagedSource)):
+            src_part = PagedPart(src, thr, row0, t0_rows)
+        else:
+            src_part = thr.partition_S(src)
+        return CopyPartition(src=src_part, dst=thr.partition_D(dst), row0=row0, t0_rows=t0_rows)
 
 class Sm80GmemIterator(GmemIterator):
     """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
@@ -77,6 +81,9 @@ class Sm80GmemIterator(GmemIterator):
                     cute.copy(tiled, src[None, m, None], dst[None, m, None])
                 else:
                     dst[None, m, None].fill(0)
+        elif cutlass.const_expr(isinstance(src, PagedTile)):
+            for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
+                cute.copy(tiled, src[None, m, None], dst[None, m, None])
         else:
             cute.copy(tiled, src, dst)
 
@@ -106,6 +113,9 @@ class Sm70GmemIterator(GmemIterator):
                     cute.copy(tiled, src[None, m, None], frag[None, m, None])
                 else:
                     frag[None, m, None].fill(0)
+        elif cutlass.const_expr(isinstance(src, PagedTile)):
+            for m in cutlass.range_constexpr(cute.size(frag.shape[1])):
+                cute.copy(tiled, src[None, m, None], frag[None, m, None])
         else:
             cute.copy(tiled, src, frag)
 

@@ -95,6 +95,18 @@ def fake_lse(splits: bool = False):
     return make_fake_tensor(cutlass.Float32, shape, stride=stride, assumed_align=4)
 
 
+def fake_paged(dtype, head_dim: int, block_size: int):
+    """A paged K or V cache ``(num_blocks, block_size, nheads_kv, d)`` (block size is compile-time)."""
+    shape = (cute.sym_int(), block_size, cute.sym_int(), head_dim)
+    return make_fake_tensor(dtype, shape, stride=_sym_strides(4), assumed_align=ALIGN_BYTES)
+
+
+def fake_int32(shape: tuple):
+    """An int32 tensor with a contiguous last dim (block table, sequence lengths)."""
+    stride = tuple(cute.sym_int64() for _ in range(len(shape) - 1)) + (1,)
+    return make_fake_tensor(cutlass.Int32, shape, stride=stride, assumed_align=4)
+
+
 def fake_partial_o(head_dim: int):
     """fp32 ``(splits, batch, seqlen_q, nheads, d)``, contiguous rows of 16-byte multiples."""
     shape = (cute.sym_int(), cute.sym_int(), cute.sym_int(), cute.sym_int(), head_dim)
@@ -143,12 +155,16 @@ def compile_key(key: CompileKey, dump_dir: str | None = None) -> CompiledKernel:
     if reason is not None:
         raise ValueError(f"{key.variant.name} cannot be built: {reason}")
     dtype = DTYPES[key.dtype]
+    cache = key.variant.kv_cache
+    kv = fake_paged(dtype, key.head_dim, cache.block_size) if cache.paged else fake_bshd(dtype, key.head_dim)
     args = (
         fake_bshd(dtype, key.head_dim),
-        fake_bshd(dtype, key.head_dim),
-        fake_bshd(dtype, key.head_dim),
+        kv,
+        fake_paged(dtype, key.head_dim, cache.block_size) if cache.paged else fake_bshd(dtype, key.head_dim),
         fake_partial_o(key.head_dim) if key.split_kv else fake_bshd(dtype, key.head_dim),
         fake_lse(splits=True) if key.split_kv else fake_lse() if key.with_lse else None,
+        fake_int32((cute.sym_int(), cute.sym_int())) if cache.paged else None,
+        fake_int32((cute.sym_int(),)) if cache.seqlens else None,
         cutlass.Float32(1.0),
         cutlass.Int32(0),
         cutlass.Int32(0),

@@ -92,6 +92,8 @@ class AttentionKernel:
         mV: cute.Tensor,
         mO: cute.Tensor,
         mLSE: cute.Tensor | None,
+        mPageTable: cute.Tensor | None,
+        mSeqlensK: cute.Tensor | None,
         softmax_scale: Float32,
         window_left: Int32,
         window_right: Int32,
@@ -99,11 +101,15 @@ class AttentionKernel:
         stream,
     ):
         """``mO``/``mLSE``: ``(batch, seqlen_q, nheads, d)`` / ``(batch, nheads, seqlen_q)``, or with
-        ``split_kv`` fp32 ``(splits, batch, seqlen_q, nheads, d)`` / ``(splits, batch, nheads, seqlen_q)``."""
+        ``split_kv`` fp32 ``(splits, batch, seqlen_q, nheads, d)`` / ``(splits, batch, nheads, seqlen_q)``.
+        With a paged cache ``mK``/``mV`` are ``(num_blocks, block_size, nheads_kv, d)`` and ``mPageTable`` is
+        ``(batch, max_blocks)`` int32; ``mSeqlensK (batch,)`` int32 gives each sequence's length when the
+        cache factory asks for it (else ``mK.shape[1]``)."""
         num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
         grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0] * num_splits)
-        self.kernel(mQ, mK, mV, mO, mLSE, softmax_scale * LOG2_E, window_left, window_right, num_q_tiles,
-                    num_splits).launch(grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
+        self.kernel(mQ, mK, mV, mO, mLSE, mPageTable, mSeqlensK, softmax_scale * LOG2_E, window_left,
+                    window_right, num_q_tiles, num_splits).launch(
+            grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
 
     # ---- device side ----
     @cute.kernel
@@ -114,6 +120,8 @@ class AttentionKernel:
         mV: cute.Tensor,
         mO: cute.Tensor,
         mLSE: cute.Tensor | None,
+        mPageTable: cute.Tensor | None,
+        mSeqlensK: cute.Tensor | None,
         scale_log2: Float32,
         window_left: Int32,
         window_right: Int32,
@@ -129,6 +137,8 @@ class AttentionKernel:
             batch = batch // num_splits
         seqlen_q = mQ.shape[1]
         seqlen_k = mK.shape[1]
+        if cutlass.const_expr(self.kv_cache.seqlens):
+            seqlen_k = mSeqlensK[batch]
         kv_head = head // (mQ.shape[2] // mK.shape[2])
         q_start = q_tile * self.tile_m
         sched = kv_tile_schedule(q_start, self.tile_m, self.tile_n, seqlen_q, seqlen_k, window_left,
@@ -169,8 +179,8 @@ class AttentionKernel:
         softmax = impl.make_softmax(scale_log2, acc_O)
         kv_it = self.mainloop.gmem_iterator(self.dtype, self.tile_n, self.head_dim, self.threads)
         # (tile_n, head_dim, tiles)
-        gK = self.kv_cache.tiles(mK, batch, kv_head, self.tile_n, self.head_dim)
-        gV = self.kv_cache.tiles(mV, batch, kv_head, self.tile_n, self.head_dim)
+        gK = self.kv_cache.tiles(mK, batch, kv_head, self.tile_n, self.head_dim, mPageTable)
+        gV = self.kv_cache.tiles(mV, batch, kv_head, self.tile_n, self.head_dim, mPageTable)
         args = MainloopArgs(
             impl=impl, st=st, softmax=softmax, acc_O=acc_O, it=kv_it,
             k_part=kv_it.partition(tidx, gK, sKV), v_part=kv_it.partition(tidx, gV, sKV),

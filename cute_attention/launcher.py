@@ -33,14 +33,15 @@ def compiled_for(variant, dtype: str, head_dim: int, mask, with_lse: bool, split
 
 
 def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, right: int,
-           num_splits: int = 1) -> None:
-    """``out``/``lse``: the result, or with a split-K kernel the fp32 partials (one slab per split)."""
+           num_splits: int = 1, block_table=None, seqlens_k=None) -> None:
+    """``out``/``lse``: the result, or with a split-K kernel the fp32 partials (one slab per split);
+    ``block_table`` / ``seqlens_k`` for kernels built with a paged or length-aware cache factory."""
     fn = kernel.fn  # the TVM-FFI function itself: no extra Python frame per launch
     if q.device.index != torch.cuda.current_device():
         with torch.cuda.device(q.device):
-            fn(q, k, v, out, lse, scale, left, right, num_splits)
+            fn(q, k, v, out, lse, block_table, seqlens_k, scale, left, right, num_splits)
     else:
-        fn(q, k, v, out, lse, scale, left, right, num_splits)
+        fn(q, k, v, out, lse, block_table, seqlens_k, scale, left, right, num_splits)
 
 
 def reduce_for(dtype: str, head_dim: int, with_lse: bool) -> CompiledKernel:

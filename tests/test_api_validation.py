@@ -95,3 +95,28 @@ def test_lds_impls_reject_bad_tiles():
         Mma884(48, 64, 4).build(cutlass.Float16, 128)
     with pytest.raises(ValueError, match="k_unroll"):
         Simt(64, 64, 4, k_unroll=0).build(cutlass.Float16, 64)
+
+
+def test_kvcache_bad_input_raises_before_device_work():
+    from cute_attention import attention_with_kvcache
+
+    q = torch.randn(2, 1, 4, 64, dtype=torch.bfloat16)
+    kc = torch.randn(6, 16, 2, 64, dtype=torch.bfloat16)
+    table = torch.zeros(2, 3, dtype=torch.int32)
+    lens = torch.tensor([3, 5], dtype=torch.int32)
+    cases = [
+        (dict(block_table=table.long()), TypeError, "block_table must be int32"),
+        (dict(block_table=table[:1]), ValueError, "block_table batch 1"),
+        (dict(block_table=table, k=q[:, :, :2]), ValueError, "k and v must be given together"),
+        (dict(block_table=table, num_splits=-2), ValueError, "num_splits must be in"),
+        (dict(block_table=table, k=torch.randn(2, 60, 2, 64, dtype=torch.bfloat16),
+              v=torch.randn(2, 60, 2, 64, dtype=torch.bfloat16)), ValueError, "at most 48"),
+        (dict(block_table=table), ValueError, "q must be a CUDA tensor"),
+    ]
+    for kw, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            attention_with_kvcache(q, kc, kc.clone(), lens, **kw)
+    with pytest.raises(TypeError, match="cache_seqlens must be int32"):
+        attention_with_kvcache(q, kc, kc.clone(), lens.long(), block_table=table)
+    with pytest.raises(ValueError, match="block_size 12 is not supported"):
+        attention_with_kvcache(q, kc[:, :12], kc[:, :12].clone(), lens, block_table=table)

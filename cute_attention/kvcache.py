@@ -1,0 +1,206 @@
+"""``attention_with_kvcache``: attention over a KV cache, contiguous or paged (FlashAttention's API).
+
+New ``k``/``v`` are first written into their slots (``cache_seqlens[b] + i`` of sequence ``b``, through
+the block table when paged); every other cache slot is left untouched. The attention then runs over
+``cache_seqlens + seqlen_new`` keys per sequence with the prefill kernel object, its cache factory swapped
+for the paged (or length-aware linear) one. This session's version serves any query length with the
+prefill kernel; the dedicated decode kernel object is the next step (issue 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from cute_attention import launcher
+from cute_attention.api import MAX_GRID_YZ, TORCH_DTYPES, _check_device, _check_window, _strides_ok
+from cute_attention.cache_iterators import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
+from cute_attention.masks import MaskSpec
+from cute_attention.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc
+from cute_attention.variant import ALL_HEAD_DIMS
+
+
+def _tensor(name: str, t, ndim: int, what: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dims {what}, got shape {tuple(t.shape)}")
+
+
+def _layout_ok(name: str, t: torch.Tensor) -> None:
+    if not _strides_ok(t) or t.data_ptr() % 16:
+        raise ValueError(f"{name} must have a contiguous last dim, a 16-byte aligned base and other strides that "
+                         f"are non-zero multiples of 8 elements; got strides {t.stride()}")
+
+
+def attention_with_kvcache(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    cache_seqlens: torch.Tensor,
+    *,
+    block_table: torch.Tensor | None = None,
+    k: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
+    softmax_scale: float | None = None,
+    causal: bool = True,
+    window_size: tuple[int, int] = (-1, -1),
+    num_splits: int = 0,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+):
+    """Attention of ``q (batch, seqlen_q, nheads, d)`` over a KV cache.
+
+    ``k_cache``/``v_cache``: ``(batch, seqlen_cache, nheads_kv, d)``, or with ``block_table (batch,
+    max_blocks)`` int32 a paged cache ``(num_blocks, block_size, nheads_kv, d)`` (block size 16, 32, 64,
+    128 or 256). ``cache_seqlens (batch,)`` int32: tokens already in each sequence's cache. Optional
+    ``k``/``v (batch, seqlen_new, nheads_kv, d)`` are written at positions ``cache_seqlens[b] ..`` first
+    (``cache_seqlens`` itself is not updated). ``causal``/``window_size`` align bottom-right to each
+    sequence's length. ``num_splits``: 0 = from occupancy (TurboMind's cost model), 1 = one pass.
+    Returns ``out`` or ``(out, lse)``.
+    """
+    _tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
+    paged = block_table is not None
+    cache_dims = "(num_blocks, block_size, nheads_kv, head_dim)" if paged else "(batch, seqlen_cache, nheads_kv, d)"
+    _tensor("k_cache", k_cache, 4, cache_dims)
+    _tensor("v_cache", v_cache, 4, cache_dims)
+    _tensor("cache_seqlens", cache_seqlens, 1, "(batch,)")
+    dtype = TORCH_DTYPES.get(q.dtype)
+    if dtype is None:
+        raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
+    if cache_seqlens.dtype != torch.int32:
+        raise TypeError(f"cache_seqlens must be int32, got {cache_seqlens.dtype}")
+    batch, seqlen_q, nheads, head_dim = q.shape
+    if head_dim not in ALL_HEAD_DIMS:
+        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {ALL_HEAD_DIMS}")
+    if tuple(k_cache.shape) != tuple(v_cache.shape):
+        raise ValueError(f"k_cache shape {tuple(k_cache.shape)} and v_cache shape {tuple(v_cache.shape)} must match")
+    nheads_kv = k_cache.shape[2]
+    if k_cache.shape[3] != head_dim:
+        raise ValueError(f"k_cache head_dim {k_cache.shape[3]} does not match q head_dim {head_dim}")
+    if nheads_kv == 0 or nheads % nheads_kv:
+        raise ValueError(f"q nheads {nheads} must be a multiple of k_cache nheads_kv {nheads_kv}")
+    if tuple(cache_seqlens.shape) != (batch,):
+        raise ValueError(f"cache_seqlens must have shape ({batch},), got {tuple(cache_seqlens.shape)}")
+    if batch == 0 or seqlen_q == 0 or nheads == 0:
+        raise ValueError(f"empty problem: q shape {tuple(q.shape)}")
+    if paged:
+        _tensor("block_table", block_table, 2, "(batch, max_blocks)")
+        if block_table.dtype != torch.int32:
+            raise TypeError(f"block_table must be int32, got {block_table.dtype}")
+        if block_table.shape[0] != batch:
+            raise ValueError(f"block_table batch {block_table.shape[0]} does not match q batch {batch}")
+        if block_table.stride(-1) != 1:
+            raise ValueError(f"block_table must have a contiguous last dim, got strides {block_table.stride()}")
+        block_size = k_cache.shape[1]
+        if block_size not in PAGED_BLOCK_SIZES:
+            raise ValueError(f"k_cache block_size {block_size} is not supported; supported: {PAGED_BLOCK_SIZES}")
+        capacity = block_table.shape[1] * block_size
+    else:
+        if k_cache.shape[0] != batch:
+            raise ValueError(f"k_cache batch {k_cache.shape[0]} does not match q batch {batch}")
+        capacity = k_cache.shape[1]
+    if (k is None) != (v is None):
+        raise ValueError("k and v must be given together")
+    seqlen_new = 0
+    if k is not None:
+        _tensor("k", k, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
+        _tensor("v", v, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
+        for name, t in (("k", k), ("v", v)):
+            if t.dtype != q.dtype:
+                raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
+            if t.shape[0] != batch or t.shape[2] != nheads_kv or t.shape[3] != head_dim or t.shape != k.shape:
+                raise ValueError(f"{name} must have shape ({batch}, seqlen_new, {nheads_kv}, {head_dim}) like k, "
+                                 f"got {tuple(t.shape)}")
+        seqlen_new = k.shape[1]
+        if seqlen_new > capacity:
+            raise ValueError(f"k has {seqlen_new} new tokens but the cache holds at most {capacity} per sequence")
+    left, right = _check_window(window_size)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if causal:
+        right = 0
+    if softmax_scale is None:
+        softmax_scale = head_dim**-0.5
+    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)) or \
+            not math.isfinite(softmax_scale):
+        raise TypeError(f"softmax_scale must be a finite float, got {softmax_scale!r}")
+    if not isinstance(return_lse, bool):
+        raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
+    if isinstance(num_splits, bool) or not isinstance(num_splits, int):
+        raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
+    if num_splits < 0 or num_splits > launcher.MAX_SPLITS:
+        raise ValueError(f"num_splits must be in 0..{launcher.MAX_SPLITS} (0 = heuristic), got {num_splits}")
+    if out is not None:
+        _tensor("out", out, 4, "like q")
+        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
+            raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, got "
+                             f"{tuple(out.shape)} {out.dtype}")
+    if nheads > MAX_GRID_YZ:
+        raise ValueError(f"nheads ({nheads}) must be <= {MAX_GRID_YZ}")
+    _check_device("q", q, None)
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("cache_seqlens", cache_seqlens),
+                    ("block_table", block_table), ("k", k), ("v", v), ("out", out)):
+        if t is not None:
+            _check_device(name, t, q)
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
+        _layout_ok(name, t)
+    if out is not None:
+        _layout_ok("out", out)
+
+    desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0)
+    base = REGISTRY.find(desc, DEFAULT_CONFIG)
+    cache = PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True)
+    variant = dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)
+    mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
+
+    # the lengths live on the device: one synchronizing read so that no slot past the cache is ever touched
+    longest, shortest = torch.stack([cache_seqlens.max(), cache_seqlens.min()]).tolist()
+    if shortest < 0:
+        raise ValueError(f"cache_seqlens must be >= 0, got a minimum of {shortest}")
+    if longest + seqlen_new > capacity:
+        raise ValueError(f"cache_seqlens + seqlen_new reaches {longest + seqlen_new} tokens, past the cache's "
+                         f"capacity of {capacity} per sequence")
+
+    # ---- append the new tokens (only their slots are written) ----
+    seqlens_k = cache_seqlens
+    if k is not None and seqlen_new > 0:
+        pos = cache_seqlens.long()[:, None] + torch.arange(seqlen_new, device=q.device)  # (batch, seqlen_new)
+        if paged:
+            blocks = block_table.long().gather(1, pos // block_size)
+            k_cache[blocks, pos % block_size] = k
+            v_cache[blocks, pos % block_size] = v
+        else:
+            rows = torch.arange(batch, device=q.device)[:, None]
+            k_cache[rows, pos] = k
+            v_cache[rows, pos] = v
+        seqlens_k = cache_seqlens + seqlen_new
+
+    q_run = q if _strides_ok(q) and q.data_ptr() % 16 == 0 else q.clone(memory_format=torch.contiguous_format)
+    if out is None:
+        out = torch.empty_like(q_run)
+    table = block_table if paged else None
+    scale, lo, hi = float(softmax_scale), max(left, 0), max(right, 0)
+    if num_splits == 0:
+        split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
+        ctas = math.ceil(seqlen_q / variant.impl.tile_m) * nheads * batch
+        num_splits = launcher.choose_splits(split_kernel, ctas, math.ceil(capacity / variant.impl.tile_n),
+                                            q.device.index, launcher.DECODE_WAVE_CAP)
+    num_splits = min(num_splits, max(1, MAX_GRID_YZ // batch))
+    lse = torch.empty((batch, nheads, seqlen_q), dtype=torch.float32, device=q.device) if return_lse else None
+    if num_splits == 1:
+        kernel = launcher.compiled_for(variant, dtype, head_dim, mask, return_lse)
+        launcher.launch(kernel, q_run, k_cache, v_cache, out, lse, scale, lo, hi, 1, table, seqlens_k)
+    else:
+        split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
+        o_part = torch.empty((num_splits, batch, seqlen_q, nheads, head_dim), dtype=torch.float32, device=q.device)
+        lse_part = torch.empty((num_splits, batch, nheads, seqlen_q), dtype=torch.float32, device=q.device)
+        launcher.launch(split_kernel, q_run, k_cache, v_cache, o_part, lse_part, scale, lo, hi, num_splits, table,
+                        seqlens_k)
+        launcher.launch_reduce(launcher.reduce_for(dtype, head_dim, return_lse), o_part, lse_part, out, lse)
+    return out if lse is None else (out, lse)
