@@ -46,8 +46,8 @@ def check_rows(out, lse, q, ks, vs, causal, window):
             torch.testing.assert_close(lse[b : b + 1], ref_lse, atol=2e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("block_size", PAGED_BLOCK_SIZES)
-@pytest.mark.parametrize("sq", [1, 4, 37])
+@pytest.mark.parametrize("block_size", PAGED_BLOCK_SIZES, ids=[f"bs{b}" for b in PAGED_BLOCK_SIZES])
+@pytest.mark.parametrize("sq", [1, 4, 37], ids=["sq1", "sq4", "sq37"])
 def test_paged_matches_gathered_reference(block_size, sq):
     d, dtype = 128, torch.bfloat16
     bs = block_size
