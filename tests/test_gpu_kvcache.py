@@ -120,7 +120,7 @@ def test_bad_kvcache_input_writes_nothing():
     k_cache, v_cache, table = make_paged([10, 20], 16, 2, d, dtype)
     seqlens = torch.tensor([10, 20], dtype=torch.int32, device="cuda")
     q = rand(2, 1, 4, d, dtype=dtype)
-    k_new = rand(2, 100, 2, d, dtype=dtype)
+    k_new = rand(2, 30, 2, d, dtype=dtype)  # fits a block table of 48 slots, but not after 20 cached tokens
     before = k_cache.clone()
     with pytest.raises(ValueError, match="past the cache's capacity"):
         attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, k=k_new, v=k_new.clone())

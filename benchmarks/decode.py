@@ -1,0 +1,120 @@
+"""Decode benchmark: one query token per sequence over a bf16 KV cache, d128; GB/s of K+V read.
+
+Ours: ``attention_with_kvcache`` over a paged cache (block 16 and 64, randomly permuted block table) and
+over a contiguous cache with lengths. Peers on the same data: torch SDPA (contiguous cache, GQA) and
+FlashAttention-4 (contiguous, and paged when its interface takes a page table). Timed in alternation
+(``--rounds``, median), each timing after 0.5 s of idle GPU. The copy bandwidth is measured in the same
+process (device-to-device copy of 2 GiB, read + write bytes over time).
+
+    python benchmarks/decode.py --json out.json [--cases 1x131072,256x1024] [--heads 32/8,32/32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from common import bench_interleaved, bench_ms, environment, write_json  # noqa: E402
+
+from cute_attention import attention_with_kvcache  # noqa: E402
+
+DEFAULT_CASES = "1x131072,1x8192,2x65536,4x32768,8x32768,64x4096,128x1024,256x1024"
+
+
+def copy_gbps() -> float:
+    src = torch.empty(2**30, dtype=torch.bfloat16, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src), warmup=5, rep=50)
+    return 2 * src.numel() * 2 / (ms * 1e-3) / 1e9
+
+
+def paged_copy(k, block_size):
+    """The same K (batch, L, h, d) as a paged cache with a randomly permuted block table."""
+    b, n, h, d = k.shape
+    per = n // block_size
+    perm = torch.randperm(b * per, device="cuda", dtype=torch.int32)
+    cache = torch.empty(b * per, block_size, h, d, dtype=k.dtype, device="cuda")
+    table = perm.reshape(b, per).contiguous()
+    cache[table.long().flatten()] = k.reshape(b * per, block_size, h, d)
+    return cache, table
+
+
+def peers(q, k, v, seqlens):
+    fns = {}
+    qs, ks, vs = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    fns["sdpa"] = lambda: torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
+    try:
+        from flash_attn.cute import flash_attn_func
+
+        fns["fa4"] = lambda: flash_attn_func(q, k, v, causal=True)
+    except Exception:  # noqa: BLE001 - FA4 not importable: no peer
+        pass
+    return fns
+
+
+def run_case(b, n, h, hkv, rounds):
+    d, dtype = 128, torch.bfloat16
+    g = torch.Generator(device="cuda").manual_seed(b * n + h)
+    q = torch.randn(b, 1, h, d, device="cuda", dtype=dtype, generator=g)
+    k = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
+    v = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
+    seqlens = torch.full((b,), n, dtype=torch.int32, device="cuda")
+    fns = {"ours:contig": lambda: attention_with_kvcache(q, k, v, seqlens)}
+    for bs in (16, 64):
+        kc, table = paged_copy(k, bs)
+        vc = torch.empty_like(kc)
+        vc[table.long().flatten()] = v.reshape(-1, bs, hkv, d)
+        fns[f"ours:paged{bs}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
+            q, kc_, vc_, seqlens, block_table=t_))(kc, vc, table)
+    fns.update(peers(q, k, v, seqlens))
+    row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "results": {}}
+    runnable = {}
+    for name, fn in fns.items():
+        try:
+            fn()
+            torch.cuda.synchronize()
+            runnable[name] = fn
+        except Exception as e:  # noqa: BLE001 - a peer that cannot run this case is reported
+            row["results"][name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    kv_bytes = 2 * b * n * hkv * d * 2
+    for name, t in bench_interleaved(runnable, rounds=rounds).items():
+        row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": kv_bytes / (t["ms"] * 1e-3) / 1e9}
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--cases", default=DEFAULT_CASES, help="comma list of BATCHxCONTEXT")
+    ap.add_argument("--heads", default="32/8", help="comma list of Q/KV head counts, e.g. 32/8,32/32")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    env = environment()
+    print("env:", env)
+    copy = copy_gbps()
+    rows = []
+    for heads in args.heads.split(","):
+        h, hkv = map(int, heads.split("/"))
+        for case in args.cases.split(","):
+            b, n = map(int, case.split("x"))
+            rows.append(run_case(b, n, h, hkv, args.rounds))
+    if args.json:
+        write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
+    names = sorted({n for r in rows for n in r["results"]})
+    print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | GB/s of K+V read (% of copy)")
+    print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n:>16}" for n in names))
+    for r in rows:
+        cells = []
+        for n in names:
+            res = r["results"].get(n, {})
+            cells.append(f"{res['gbps']:7.0f} ({100 * res['gbps'] / copy:3.0f}%)" if "gbps" in res else f"{'err':>16}")
+        print(f"{r['nheads']:>3}/{r['nheads_kv']:<2} {r['batch']:>5} {r['context']:>7} " + " ".join(
+            f"{c:>16}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
