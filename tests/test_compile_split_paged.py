@@ -1,0 +1,42 @@
+"""CPU: the split-K, paged-cache and length-aware builds and the reduction kernel compile for sm_80 and sm_90a,
+and their SASS keeps the blocks' promises (paged cp.async still LDGSTS, the Sm70 loader still no LDGSTS)."""
+
+import dataclasses
+
+import pytest
+
+from cute_attention.cache_iterators import LinearKVCache, PagedKVCache
+from cute_attention.catalog import sass_violations
+from cute_attention.compile_cache import CompileKey, ReduceKey, compile_key, compile_reduce
+from cute_attention.masks import MaskSpec
+from cute_attention.registry import SIMT_M64N64, SM75_M64N64, SM80_M128N64_S4L
+from cute_attention.sass import find_nvdisasm, inspect_cubin
+
+pytestmark = pytest.mark.skipif(find_nvdisasm() is None, reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)")
+
+BUILDS = [
+    (SM80_M128N64_S4L, LinearKVCache(), True),
+    (SM80_M128N64_S4L, PagedKVCache(16), False),
+    (SM80_M128N64_S4L, PagedKVCache(64), True),
+    (SM75_M64N64, PagedKVCache(256), True),
+    (SIMT_M64N64, LinearKVCache(seqlens=True), True),
+]
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("variant,cache,split", BUILDS, ids=[f"{v.name}-{c.name}-{s}" for v, c, s in BUILDS])
+def test_split_and_paged_builds(target, variant, cache, split):
+    key = CompileKey(dataclasses.replace(variant, kv_cache=cache), "bfloat16", 128, MaskSpec(False, True), True,
+                     target, split)
+    stats = inspect_cubin(compile_key(key).cubin)
+    assert stats.registers <= 255
+    assert not sass_violations(key, stats), sass_violations(key, stats)
+    if split:
+        assert stats.count("STG.E.64") or stats.count("STG.E"), "partial O must be stored from registers"
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("d", [64, 96, 128, 192, 256])
+def test_reduce_kernel_compiles_spill_free(target, d):
+    stats = inspect_cubin(compile_reduce(ReduceKey("float16", d, True, target)).cubin)
+    assert stats.spills == 0 and stats.count("MUFU") > 0 and stats.count("HMMA") == 0
