@@ -56,7 +56,7 @@ def peers(q, k, v, seqlens):
     return fns
 
 
-def run_case(b, n, h, hkv, rounds):
+def run_case(b, n, h, hkv, rounds, compare=None):
     d, dtype = 128, torch.bfloat16
     g = torch.Generator(device="cuda").manual_seed(b * n + h)
     q = torch.randn(b, 1, h, d, device="cuda", dtype=dtype, generator=g)
@@ -64,12 +64,17 @@ def run_case(b, n, h, hkv, rounds):
     v = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
     seqlens = torch.full((b,), n, dtype=torch.int32, device="cuda")
     fns = {"ours:contig": lambda: attention_with_kvcache(q, k, v, seqlens)}
+    if compare:
+        fns[f"ours:contig:{compare}"] = lambda: attention_with_kvcache(q, k, v, seqlens, variant=compare)
     for bs in (16, 64):
         kc, table = paged_copy(k, bs)
         vc = torch.empty_like(kc)
         vc[table.long().flatten()] = v.reshape(-1, bs, hkv, d)
         fns[f"ours:paged{bs}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
             q, kc_, vc_, seqlens, block_table=t_))(kc, vc, table)
+        if compare:
+            fns[f"ours:paged{bs}:{compare}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
+                q, kc_, vc_, seqlens, block_table=t_, variant=compare))(kc, vc, table)
     fns.update(peers(q, k, v, seqlens))
     row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "results": {}}
     runnable = {}
@@ -92,6 +97,7 @@ def main():
     ap.add_argument("--cases", default=DEFAULT_CASES, help="comma list of BATCHxCONTEXT")
     ap.add_argument("--heads", default="32/8", help="comma list of Q/KV head counts, e.g. 32/8,32/32")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", default=None, help="also time this registered variant on the same data")
     args = ap.parse_args()
     env = environment()
     print("env:", env)
@@ -101,12 +107,12 @@ def main():
         h, hkv = map(int, heads.split("/"))
         for case in args.cases.split(","):
             b, n = map(int, case.split("x"))
-            rows.append(run_case(b, n, h, hkv, args.rounds))
+            rows.append(run_case(b, n, h, hkv, args.rounds, args.compare))
     if args.json:
         write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
     names = sorted({n for r in rows for n in r["results"]})
     print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | GB/s of K+V read (% of copy)")
-    print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n:>16}" for n in names))
+    print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n[-16:]:>16}" for n in names))
     for r in rows:
         cells = []
         for n in names:

@@ -19,7 +19,7 @@ from cute_attention.api import MAX_GRID_YZ, TORCH_DTYPES, _check_device, _check_
 from cute_attention.cache_iterators import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc
-from cute_attention.variant import ALL_HEAD_DIMS
+from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
 
 def _tensor(name: str, t, ndim: int, what: str) -> None:
@@ -50,6 +50,7 @@ def attention_with_kvcache(
     num_splits: int = 0,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
+    variant: Variant | str | None = None,
 ):
     """Attention of ``q (batch, seqlen_q, nheads, d)`` over a KV cache.
 
@@ -59,6 +60,7 @@ def attention_with_kvcache(
     ``k``/``v (batch, seqlen_new, nheads_kv, d)`` are written at positions ``cache_seqlens[b] ..`` first
     (``cache_seqlens`` itself is not updated). ``causal``/``window_size`` align bottom-right to each
     sequence's length. ``num_splits``: 0 = from occupancy (TurboMind's cost model), 1 = one pass.
+    ``variant`` forces a registered sm80-config variant (by name or object) instead of the registry's rule.
     Returns ``out`` or ``(out, lse)``.
     """
     _tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
@@ -154,7 +156,19 @@ def attention_with_kvcache(
         _layout_ok("out", out)
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0)
-    base = REGISTRY.find(desc, DEFAULT_CONFIG)
+    if variant is None:
+        base = REGISTRY.find(desc, DEFAULT_CONFIG)
+    elif isinstance(variant, str):
+        try:
+            base = REGISTRY.get(variant)
+        except KeyError as e:
+            raise ValueError(f"variant: {e.args[0]}") from None
+    elif isinstance(variant, Variant):
+        base = variant
+    else:
+        raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
+    if head_dim not in base.head_dims or dtype not in base.dtypes:
+        raise ValueError(f"variant {base.name} does not support head_dim {head_dim} / {dtype}")
     cache = PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True)
     variant = dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)

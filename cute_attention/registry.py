@@ -88,7 +88,13 @@ SM80_M64N64 = _sm80("sm80_m64n64_s2", 64, 64, 4, 1, 2, (64, 96, 128, 192, 256), 
 SM80_M128N32_W8 = _sm80("sm80_m128n32_w8", 128, 32, 8, 1, 2, (192, 256))
 SM80_M64N64_WS2 = _sm80("sm80_m64n64_w2x2", 64, 64, 2, 2, 2, (64, 96, 128), spill_budget=96)
 
+# Decode and very short queries: 16 query rows per CTA and four warps splitting every KV tile (merged at the
+# end), 3-stage ring. With one query token a 128-row tile computes 127 idle rows per KV tile; this one reads
+# K/V at a much higher rate (benchmarks/results/h100/decode_variants.json).
+SM80_M16N64_W1X4 = _sm80("sm80_m16n64_w1x4_s3", 16, 64, 1, 4, 3, (64, 96, 128))
+
 REGISTRY = Registry()
+REGISTRY.register(SM80_M16N64_W1X4, lambda d: d.seqlen_q <= 16)
 REGISTRY.register(SM80_M64N64_WS2, lambda d: d.seqlen_q <= 64 and d.seqlen_k >= 256)
 REGISTRY.register(SM80_M128N64, lambda d: d.head_dim == 64)
 REGISTRY.register(SM80_M128N64_S4L, lambda d: d.head_dim <= 128)
