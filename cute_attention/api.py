@@ -66,6 +66,57 @@ def _check_window(window_size) -> tuple[int, int]:
     return left, right
 
 
+def check_options(head_dim: int, softmax_scale, causal, window_size, return_lse, num_splits) -> tuple[float, int, int]:
+    """Validate the scalar options every entry point shares; return (softmax_scale, left, right), -1 = unbounded."""
+    left, right = _check_window(window_size)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if causal:
+        right = 0
+    if softmax_scale is None:
+        softmax_scale = head_dim**-0.5
+    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)):
+        raise TypeError(f"softmax_scale must be a float, got {type(softmax_scale).__name__}")
+    elif not math.isfinite(softmax_scale):
+        raise ValueError(f"softmax_scale must be finite, got {softmax_scale}")
+    if not isinstance(return_lse, bool):
+        raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
+    if isinstance(num_splits, bool) or not isinstance(num_splits, int):
+        raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
+    if num_splits < 0 or num_splits > launcher.MAX_SPLITS:
+        raise ValueError(f"num_splits must be in 0..{launcher.MAX_SPLITS} (0 = heuristic), got {num_splits}")
+    return float(softmax_scale), left, right
+
+
+def resolve_variant(variant, desc: AttnDesc, config: str | None) -> Variant:
+    """The variant a call runs: forced by name or object, else the registry's choice for ``desc`` in ``config``."""
+    if config is not None and not isinstance(config, str):
+        raise TypeError(f"config must be a str, got {type(config).__name__}")
+    if config is not None and config not in REGISTRY.configs():
+        raise ValueError(f"config {config!r} is not registered; known: {REGISTRY.configs()}")
+    if variant is None:
+        try:
+            chosen = REGISTRY.find(desc, config or DEFAULT_CONFIG)
+        except ValueError as e:
+            raise ValueError(f"config: {e.args[0]}") from None
+    elif isinstance(variant, str):
+        try:
+            chosen = REGISTRY.get(variant)
+        except KeyError as e:
+            raise ValueError(f"variant: {e.args[0]}") from None
+    elif isinstance(variant, Variant):
+        chosen = variant
+    else:
+        raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
+    if config is not None and chosen.arch != config:
+        raise ValueError(f"variant {chosen.name} is a {chosen.arch} variant, but config={config!r} was asked for")
+    if desc.head_dim not in chosen.head_dims:
+        raise ValueError(f"variant {chosen.name} does not support head_dim {desc.head_dim} (has {chosen.head_dims})")
+    if desc.dtype not in chosen.dtypes:
+        raise TypeError(f"variant {chosen.name} does not support dtype {desc.dtype} (has {chosen.dtypes})")
+    return chosen
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -147,54 +198,15 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
         raise ValueError(f"empty problem: q shape {tuple(q.shape)}, k shape {tuple(k.shape)}")
     if nheads > MAX_GRID_YZ or batch > MAX_GRID_YZ:
         raise ValueError(f"nheads ({nheads}) and batch ({batch}) must be <= {MAX_GRID_YZ}")
-    left, right = _check_window(window_size)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if causal:
-        right = 0
-    if softmax_scale is None:
-        softmax_scale = head_dim**-0.5
-    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)):
-        raise TypeError(f"softmax_scale must be a float, got {type(softmax_scale).__name__}")
-    elif not math.isfinite(softmax_scale):
-        raise ValueError(f"softmax_scale must be finite, got {softmax_scale}")
+    softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
     if out is not None:
         _check_tensor("out", out, 4)
         if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
             raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
                              f"got {tuple(out.shape)} {out.dtype}")
-    if not isinstance(return_lse, bool):
-        raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
-    if isinstance(num_splits, bool) or not isinstance(num_splits, int):
-        raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
-    if num_splits < 0 or num_splits > launcher.MAX_SPLITS:
-        raise ValueError(f"num_splits must be in 0..{launcher.MAX_SPLITS} (0 = heuristic), got {num_splits}")
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
-    if config is not None and not isinstance(config, str):
-        raise TypeError(f"config must be a str, got {type(config).__name__}")
-    if config is not None and config not in REGISTRY.configs():
-        raise ValueError(f"config {config!r} is not registered; known: {REGISTRY.configs()}")
-    if variant is None:
-        desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0)
-        try:
-            chosen = REGISTRY.find(desc, config or DEFAULT_CONFIG)
-        except ValueError as e:
-            raise ValueError(f"config: {e.args[0]}") from None
-    elif isinstance(variant, str):
-        try:
-            chosen = REGISTRY.get(variant)
-        except KeyError as e:
-            raise ValueError(f"variant: {e.args[0]}") from None
-    elif isinstance(variant, Variant):
-        chosen = variant
-    else:
-        raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
-    if config is not None and chosen.arch != config:
-        raise ValueError(f"variant {chosen.name} is a {chosen.arch} variant, but config={config!r} was asked for")
-    if head_dim not in chosen.head_dims:
-        raise ValueError(f"variant {chosen.name} does not support head_dim {head_dim} (has {chosen.head_dims})")
-    if dtype not in chosen.dtypes:
-        raise TypeError(f"variant {chosen.name} does not support dtype {dtype} (has {chosen.dtypes})")
+    desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0)
+    chosen = resolve_variant(variant, desc, config)
     _check_device("q", q, None)
     for name, t in (("k", k), ("v", v), ("out", out)):
         if t is not None:

@@ -15,10 +15,10 @@ import math
 import torch
 
 from cute_attention import launcher
-from cute_attention.api import MAX_GRID_YZ, TORCH_DTYPES, _check_device, _check_window, _strides_ok
+from cute_attention.api import MAX_GRID_YZ, TORCH_DTYPES, _check_device, _strides_ok, check_options, resolve_variant
 from cute_attention.cache_iterators import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 from cute_attention.masks import MaskSpec
-from cute_attention.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc
+from cute_attention.registry import DEFAULT_CONFIG, AttnDesc
 from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
 
@@ -122,22 +122,7 @@ def attention_with_kvcache(
         seqlen_new = k.shape[1]
         if seqlen_new > capacity:
             raise ValueError(f"k has {seqlen_new} new tokens but the cache holds at most {capacity} per sequence")
-    left, right = _check_window(window_size)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if causal:
-        right = 0
-    if softmax_scale is None:
-        softmax_scale = head_dim**-0.5
-    elif isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)) or \
-            not math.isfinite(softmax_scale):
-        raise TypeError(f"softmax_scale must be a finite float, got {softmax_scale!r}")
-    if not isinstance(return_lse, bool):
-        raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
-    if isinstance(num_splits, bool) or not isinstance(num_splits, int):
-        raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
-    if num_splits < 0 or num_splits > launcher.MAX_SPLITS:
-        raise ValueError(f"num_splits must be in 0..{launcher.MAX_SPLITS} (0 = heuristic), got {num_splits}")
+    softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
     if out is not None:
         _tensor("out", out, 4, "like q")
         if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
@@ -156,19 +141,7 @@ def attention_with_kvcache(
         _layout_ok("out", out)
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0)
-    if variant is None:
-        base = REGISTRY.find(desc, DEFAULT_CONFIG)
-    elif isinstance(variant, str):
-        try:
-            base = REGISTRY.get(variant)
-        except KeyError as e:
-            raise ValueError(f"variant: {e.args[0]}") from None
-    elif isinstance(variant, Variant):
-        base = variant
-    else:
-        raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
-    if head_dim not in base.head_dims or dtype not in base.dtypes:
-        raise ValueError(f"variant {base.name} does not support head_dim {head_dim} / {dtype}")
+    base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
     cache = PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True)
     variant = dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
@@ -199,7 +172,7 @@ def attention_with_kvcache(
     if out is None:
         out = torch.empty_like(q_run)
     table = block_table if paged else None
-    scale, lo, hi = float(softmax_scale), max(left, 0), max(right, 0)
+    scale, lo, hi = softmax_scale, max(left, 0), max(right, 0)
     if num_splits == 0:
         split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
         ctas = math.ceil(seqlen_q / variant.impl.tile_m) * nheads * batch
