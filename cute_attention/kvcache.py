@@ -3,8 +3,8 @@
 New ``k``/``v`` are first written into their slots (``cache_seqlens[b] + i`` of sequence ``b``, through
 the block table when paged); every other cache slot is left untouched. The attention then runs over
 ``cache_seqlens + seqlen_new`` keys per sequence with the prefill kernel object, its cache factory swapped
-for the paged (or length-aware linear) one. This session's version serves any query length with the
-prefill kernel; the dedicated decode kernel object is the next step (issue 4).
+for the paged (or length-aware linear) one; any query length is served that way until the dedicated
+decode kernel object exists (issue 4).
 """
 
 from __future__ import annotations
