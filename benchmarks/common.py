@@ -59,6 +59,21 @@ def bench_interleaved(fns: dict, rounds: int = 5, warmup: int = 10, rep: int = 4
     return {n: {"ms": statistics.median(v), "ms_rounds": v} for n, v in per.items()}
 
 
+def runnable_only(fns: dict, results: dict) -> dict:
+    """Run each candidate once (warm-up, compile); keep those that ran, record why the others did not."""
+    import torch
+
+    ok = {}
+    for name, fn in fns.items():
+        try:
+            fn()
+            torch.cuda.synchronize()
+            ok[name] = fn
+        except Exception as e:  # noqa: BLE001 - a peer that cannot run this case is reported, not fatal
+            results[name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    return ok
+
+
 def host_us_per_call(fn, calls: int = 100, rounds: int = 20) -> float:
     """CPU µs per call on a tiny problem: median over rounds of ``calls`` launches, each round started on an
     idle GPU so the launch queue never fills and the GPU never sets the pace."""

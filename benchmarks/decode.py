@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_interleaved, bench_ms, environment, write_json  # noqa: E402
+from common import bench_interleaved, bench_ms, environment, runnable_only, write_json  # noqa: E402
 
 from cute_attention import attention_with_kvcache  # noqa: E402
 
@@ -77,14 +77,7 @@ def run_case(b, n, h, hkv, rounds, compare=None):
                 q, kc_, vc_, seqlens, block_table=t_, variant=compare))(kc, vc, table)
     fns.update(peers(q, k, v, seqlens))
     row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "results": {}}
-    runnable = {}
-    for name, fn in fns.items():
-        try:
-            fn()
-            torch.cuda.synchronize()
-            runnable[name] = fn
-        except Exception as e:  # noqa: BLE001 - a peer that cannot run this case is reported
-            row["results"][name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    runnable = runnable_only(fns, row["results"])
     kv_bytes = 2 * b * n * hkv * d * 2
     for name, t in bench_interleaved(runnable, rounds=rounds).items():
         row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": kv_bytes / (t["ms"] * 1e-3) / 1e9}

@@ -17,7 +17,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_interleaved, environment, fa4_peer, host_us_per_call, sdpa_peers, write_json  # noqa: E402
+from common import (  # noqa: E402
+    bench_interleaved,
+    environment,
+    fa4_peer,
+    host_us_per_call,
+    runnable_only,
+    sdpa_peers,
+    write_json,
+)
 
 from cute_attention import REGISTRY, AttnDesc, attention  # noqa: E402
 from cute_attention.compile_cache import CACHE  # noqa: E402
@@ -48,14 +56,7 @@ def run_case(b, s, h, d, causal, dtype, variants, peers_on=True, rounds=5):
         fa4 = fa4_peer(causal)
         if fa4 is not None:
             fns["fa4"] = lambda: fa4(q, k, v)
-    runnable = {}
-    for name, fn in fns.items():
-        try:
-            fn()
-            torch.cuda.synchronize()
-            runnable[name] = fn
-        except Exception as e:  # noqa: BLE001 - a peer that cannot run this case is reported, not fatal
-            row["results"][name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    runnable = runnable_only(fns, row["results"])
     for name, t in bench_interleaved(runnable, rounds=rounds).items():
         row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"],
                                 "tflops": tflops(b, h, s, s, d, causal, t["ms"])}

@@ -40,11 +40,18 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
     return t.clone(memory_format=torch.contiguous_format)
 
 
-def _check_tensor(name: str, t, ndim: int) -> None:
+def _check_tensor(name: str, t, ndim: int, dims: str = "(batch, seqlen, nheads, head_dim)") -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dims (batch, seqlen, nheads, head_dim), got shape {tuple(t.shape)}")
+        raise ValueError(f"{name} must have {ndim} dims {dims}, got shape {tuple(t.shape)}")
+
+
+def _check_strides(name: str, t: torch.Tensor) -> None:
+    """Tensors the kernels write (or that are never copied) must meet the compiled stride rule as they are."""
+    if not _strides_ok(t):
+        raise ValueError(f"{name} must have a contiguous last dim and other strides that are non-zero "
+                         f"multiples of {STRIDE_DIVISIBILITY}; got strides {t.stride()}")
 
 
 def _check_device(name: str, t: torch.Tensor, ref: torch.Tensor | None) -> None:
@@ -212,9 +219,7 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
         if t is not None:
             _check_device(name, t, q)
     if out is not None:
-        if not _strides_ok(out):
-            raise ValueError("out must have a contiguous last dim and other strides that are non-zero "
-                             f"multiples of {STRIDE_DIVISIBILITY}; got strides {out.stride()}")
+        _check_strides("out", out)
     copies = tuple(not _strides_ok(t) for t in (q, k, v))
     lse_shape = (batch, nheads, seqlen_q) if return_lse else None
     if num_splits != 1:
@@ -282,11 +287,8 @@ class SplitLaunchPlan(LaunchPlan):
 
     def launch(self, q, k, v, out):
         q, k, v, out = self.prepare(q, k, v, out)
-        b, sq, h, d = q.shape
-        o_part = torch.empty((self.num_splits, b, sq, h, d), dtype=torch.float32, device=q.device)
-        lse_part = torch.empty((self.num_splits, b, h, sq), dtype=torch.float32, device=q.device)
-        launcher.launch(self.kernel, q, k, v, o_part, lse_part, self.scale, self.left, self.right, self.num_splits)
         lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
-        launcher.launch_reduce(self.reduce, o_part, lse_part, out, lse)
+        launcher.launch_split(self.kernel, self.reduce, q, k, v, out, lse, self.scale, self.left, self.right,
+                              self.num_splits)
         return out if lse is None else (out, lse)
 

@@ -11,6 +11,7 @@ break it), so one compiled kernel serves every problem size.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
@@ -23,6 +24,7 @@ import cutlass.cute as cute
 from cutlass.cute.runtime import make_fake_stream, make_fake_tensor
 
 from cute_attention.masks import MaskSpec
+from cute_attention.sass import register_counts
 
 DTYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
 ALIGN_BYTES = 16
@@ -69,11 +71,17 @@ class ReduceKey:
 @dataclass
 class CompiledKernel:
     key: CompileKey
-    fn: Any  # TVM-FFI callable: fn(q, k, v, out, lse_or_None, scale, left, right)
+    fn: Any  # TVM-FFI callable (argument order: the kernel object's __call__ without the stream)
     smem_bytes: int
     threads: int
     compile_seconds: float
     cubin: bytes | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def registers(self) -> int:
+        """Registers per thread, read once from the cubin (the occupancy of split-count choices needs it)."""
+        counts = register_counts(self.cubin) if self.cubin else []
+        return max(counts) if counts else 255
 
     def __call__(self, *args):
         return self.fn(*args)

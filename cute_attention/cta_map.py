@@ -1,4 +1,4 @@
-"""CTA maps: grid ↔ (query tile, head, batch) (TurboMind's ``AttentionCtaMap``)."""
+"""CTA maps: grid ↔ (query tile, head, batch, KV split) (TurboMind's ``AttentionCtaMap``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from cutlass import Int32
 
 @dataclass(frozen=True)
 class AttentionCtaMap:
-    """``blockIdx = (query tile, head, batch)``: CTAs of one head run together and share K/V in L2.
+    """``blockIdx = (query tile, head, batch · splits + split)``: CTAs of one head run together and share
+    K/V in L2; the splits of one (tile, head, batch) are neighbours in z.
 
     With ``heavy_first`` (used for causal masks) the query tiles run last-to-first, so the tiles
     with the most KV work start first and the short ones fill the tail of the wave.
@@ -25,14 +26,20 @@ class AttentionCtaMap:
         return AttentionCtaMap(heavy_first=mask.has_right)
 
     @staticmethod
-    def grid(num_q_tiles: Int32, num_heads: Int32, batch: Int32) -> tuple:
-        return (num_q_tiles, num_heads, batch)
+    def grid(num_q_tiles: Int32, num_heads: Int32, batch: Int32, num_splits: Int32 = 1) -> tuple:
+        return (num_q_tiles, num_heads, batch * num_splits)
 
     @cute.jit
-    def tile_coords(self, num_q_tiles: Int32) -> tuple:
-        bx, head, batch = cute.arch.block_idx()
+    def tile_coords(self, num_q_tiles: Int32, num_splits: Int32, split_kv: cutlass.Constexpr) -> tuple:
+        """(query tile, head, batch, split) of this CTA; split is 0 unless the kernel splits the KV range."""
+        bx, head, bz = cute.arch.block_idx()
         q_tile = bx
         if cutlass.const_expr(self.heavy_first):
             q_tile = num_q_tiles - 1 - bx
-        return q_tile, head, batch
+        batch = bz
+        split = Int32(0)
+        if cutlass.const_expr(split_kv):
+            split = bz % num_splits
+            batch = bz // num_splits
+        return q_tile, head, batch, split
 

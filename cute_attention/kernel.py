@@ -106,7 +106,7 @@ class AttentionKernel:
         ``(batch, max_blocks)`` int32; ``mSeqlensK (batch,)`` int32 gives each sequence's length when the
         cache factory asks for it (else ``mK.shape[1]``)."""
         num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
-        grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0] * num_splits)
+        grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0], num_splits)
         self.kernel(mQ, mK, mV, mO, mLSE, mPageTable, mSeqlensK, softmax_scale * LOG2_E, window_left,
                     window_right, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
@@ -130,11 +130,7 @@ class AttentionKernel:
     ):
         impl = self.impl
         tidx, _, _ = cute.arch.thread_idx()
-        q_tile, head, batch = self.cta_map.tile_coords(num_q_tiles)
-        split = Int32(0)
-        if cutlass.const_expr(self.split_kv):
-            split = batch % num_splits
-            batch = batch // num_splits
+        q_tile, head, batch, split = self.cta_map.tile_coords(num_q_tiles, num_splits, self.split_kv)
         seqlen_q = mQ.shape[1]
         seqlen_k = mK.shape[1]
         if cutlass.const_expr(self.kv_cache.seqlens):

@@ -15,24 +15,27 @@ import math
 import torch
 
 from cute_attention import launcher
-from cute_attention.api import MAX_GRID_YZ, TORCH_DTYPES, _check_device, _strides_ok, check_options, resolve_variant
+from cute_attention.api import (
+    MAX_GRID_YZ,
+    TORCH_DTYPES,
+    _check_device,
+    _check_strides,
+    _check_tensor,
+    _strides_ok,
+    check_options,
+    resolve_variant,
+)
 from cute_attention.cache_iterators import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 from cute_attention.masks import MaskSpec
 from cute_attention.registry import DEFAULT_CONFIG, AttnDesc
 from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
 
-def _tensor(name: str, t, ndim: int, what: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dims {what}, got shape {tuple(t.shape)}")
-
-
-def _layout_ok(name: str, t: torch.Tensor) -> None:
-    if not _strides_ok(t) or t.data_ptr() % 16:
-        raise ValueError(f"{name} must have a contiguous last dim, a 16-byte aligned base and other strides that "
-                         f"are non-zero multiples of 8 elements; got strides {t.stride()}")
+def _check_layout(name: str, t: torch.Tensor) -> None:
+    """Caches and ``out`` are used in place: the stride rule and a 16-byte aligned base, as they are."""
+    _check_strides(name, t)
+    if t.data_ptr() % 16:
+        raise ValueError(f"{name} must have a 16-byte aligned base pointer")
 
 
 def attention_with_kvcache(
@@ -63,12 +66,12 @@ def attention_with_kvcache(
     ``variant`` forces a registered sm80-config variant (by name or object) instead of the registry's rule.
     Returns ``out`` or ``(out, lse)``.
     """
-    _tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
+    _check_tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
     paged = block_table is not None
     cache_dims = "(num_blocks, block_size, nheads_kv, head_dim)" if paged else "(batch, seqlen_cache, nheads_kv, d)"
-    _tensor("k_cache", k_cache, 4, cache_dims)
-    _tensor("v_cache", v_cache, 4, cache_dims)
-    _tensor("cache_seqlens", cache_seqlens, 1, "(batch,)")
+    _check_tensor("k_cache", k_cache, 4, cache_dims)
+    _check_tensor("v_cache", v_cache, 4, cache_dims)
+    _check_tensor("cache_seqlens", cache_seqlens, 1, "(batch,)")
     dtype = TORCH_DTYPES.get(q.dtype)
     if dtype is None:
         raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
@@ -92,7 +95,7 @@ def attention_with_kvcache(
     if batch == 0 or seqlen_q == 0 or nheads == 0:
         raise ValueError(f"empty problem: q shape {tuple(q.shape)}")
     if paged:
-        _tensor("block_table", block_table, 2, "(batch, max_blocks)")
+        _check_tensor("block_table", block_table, 2, "(batch, max_blocks)")
         if block_table.dtype != torch.int32:
             raise TypeError(f"block_table must be int32, got {block_table.dtype}")
         if block_table.shape[0] != batch:
@@ -111,8 +114,8 @@ def attention_with_kvcache(
         raise ValueError("k and v must be given together")
     seqlen_new = 0
     if k is not None:
-        _tensor("k", k, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
-        _tensor("v", v, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
+        _check_tensor("k", k, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
+        _check_tensor("v", v, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
         for name, t in (("k", k), ("v", v)):
             if t.dtype != q.dtype:
                 raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
@@ -124,7 +127,7 @@ def attention_with_kvcache(
             raise ValueError(f"k has {seqlen_new} new tokens but the cache holds at most {capacity} per sequence")
     softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
     if out is not None:
-        _tensor("out", out, 4, "like q")
+        _check_tensor("out", out, 4, "like q")
         if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
             raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, got "
                              f"{tuple(out.shape)} {out.dtype}")
@@ -136,9 +139,9 @@ def attention_with_kvcache(
         if t is not None:
             _check_device(name, t, q)
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-        _layout_ok(name, t)
+        _check_layout(name, t)
     if out is not None:
-        _layout_ok("out", out)
+        _check_layout("out", out)
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
@@ -185,9 +188,6 @@ def attention_with_kvcache(
         launcher.launch(kernel, q_run, k_cache, v_cache, out, lse, scale, lo, hi, 1, table, seqlens_k)
     else:
         split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
-        o_part = torch.empty((num_splits, batch, seqlen_q, nheads, head_dim), dtype=torch.float32, device=q.device)
-        lse_part = torch.empty((num_splits, batch, nheads, seqlen_q), dtype=torch.float32, device=q.device)
-        launcher.launch(split_kernel, q_run, k_cache, v_cache, o_part, lse_part, scale, lo, hi, num_splits, table,
-                        seqlens_k)
-        launcher.launch_reduce(launcher.reduce_for(dtype, head_dim, return_lse), o_part, lse_part, out, lse)
+        launcher.launch_split(split_kernel, launcher.reduce_for(dtype, head_dim, return_lse), q_run, k_cache, v_cache,
+                              out, lse, scale, lo, hi, num_splits, table, seqlens_k)
     return out if lse is None else (out, lse)

@@ -16,7 +16,6 @@ import torch
 
 from cute_attention.compile_cache import CACHE, CompiledKernel, CompileKey, ReduceKey, default_target
 from cute_attention.index_math import num_splits_heuristic
-from cute_attention.sass import register_counts
 
 MAX_SPLITS = 128
 PREFILL_WAVE_CAP = 8  # TurboMind's caps on the waves a split count may add (DESIGN.md §2)
@@ -44,6 +43,17 @@ def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, r
         fn(q, k, v, out, lse, block_table, seqlens_k, scale, left, right, num_splits)
 
 
+def launch_split(kernel: CompiledKernel, reduce: CompiledKernel, q, k, v, out, lse, scale: float, left: int,
+                 right: int, num_splits: int, block_table=None, seqlens_k=None) -> None:
+    """Split-K: the attention kernel writes fp32 partial O and LSE per split, the reduction kernel merges
+    them into ``out`` (and ``lse`` if given)."""
+    b, sq, h, d = q.shape
+    o_part = torch.empty((num_splits, b, sq, h, d), dtype=torch.float32, device=q.device)
+    lse_part = torch.empty((num_splits, b, h, sq), dtype=torch.float32, device=q.device)
+    launch(kernel, q, k, v, o_part, lse_part, scale, left, right, num_splits, block_table, seqlens_k)
+    launch_reduce(reduce, o_part, lse_part, out, lse)
+
+
 def reduce_for(dtype: str, head_dim: int, with_lse: bool) -> CompiledKernel:
     return CACHE.get(ReduceKey(dtype, head_dim, with_lse, target()))
 
@@ -67,9 +77,8 @@ def _sm_limits(device_index: int) -> tuple[int, int, int, int]:
 
 def ctas_per_sm(kernel: CompiledKernel, regs_per_sm: int, threads_per_sm: int, smem_per_sm: int) -> int:
     """Resident CTAs of ``kernel`` per SM, from its register count (cubin), threads and shared memory."""
-    regs = max(register_counts(kernel.cubin)) if kernel.cubin else 255
     warps = kernel.threads // 32
-    warp_regs = math.ceil(regs * 32 / 256) * 256  # allocation granularity: 256 registers per warp
+    warp_regs = math.ceil(kernel.registers * 32 / 256) * 256  # allocation granularity: 256 registers per warp
     by_regs = (regs_per_sm // warp_regs) // warps
     by_threads = threads_per_sm // kernel.threads
     by_smem = smem_per_sm // (kernel.smem_bytes + 1024) if kernel.smem_bytes else 32  # 1 KiB reserved per CTA

@@ -9,17 +9,13 @@ each lane sums its ``head_dim / 32`` columns over the splits.
 
 from __future__ import annotations
 
-import math
-
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
 
-from cute_attention.softmax import row_allreduce
+from cute_attention.softmax import LN2, LOG2_E, row_allreduce
 
 WARP = 32
-LOG2_E = math.log2(math.e)
-LN2 = math.log(2.0)
 ALL_LANES = (16, 8, 4, 2, 1)
 
 

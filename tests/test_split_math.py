@@ -91,3 +91,20 @@ def test_split_heuristic_shapes():
     assert num_splits_heuristic(132 * 4, 132, 1, 64, 4) == 1
     with pytest.raises(ValueError, match="ctas"):
         num_splits_heuristic(0, 132, 1, 8, 4)
+
+
+def test_ctas_per_sm_takes_the_tightest_limit():
+    from cute_attention.compile_cache import CompiledKernel
+    from cute_attention.launcher import ctas_per_sm
+
+    def kernel(threads, smem, regs):
+        k = CompiledKernel(key=None, fn=None, smem_bytes=smem, threads=threads, compile_seconds=0.0)
+        k.__dict__["registers"] = regs  # as read from a cubin
+        return k
+
+    h100 = dict(regs_per_sm=65536, threads_per_sm=2048, smem_per_sm=228 * 1024)
+    assert ctas_per_sm(kernel(128, 40 * 1024, 255), **h100) == 2  # registers: 8 warps x 8192
+    assert ctas_per_sm(kernel(128, 40 * 1024, 64), **h100) == 5  # shared memory: 228 KiB / 41 KiB
+    assert ctas_per_sm(kernel(256, 1024, 32), **h100) == 8  # threads
+    assert ctas_per_sm(kernel(128, 200 * 1024, 32), **h100) == 1
+    assert CompiledKernel(None, None, 0, 32, 0.0).registers == 255  # no cubin: assume the worst
