@@ -19,15 +19,15 @@ from cutlass import Int32
 from cutlass.cute.nvgpu import cpasync
 
 from cute_attention.arch.thread_map import ACCESS_BITS, ThreadMap
-from cute_attention.cache_iterators import PagedPart, PagedSource, PagedTile
+from cute_attention.row_gather import GatherPart, GatherTile
 
 
 @dataclass(frozen=True)
 class CopyPartition:
     """One thread's share of a tiled copy (CuTe naming: tXgX source, tXsX destination)."""
 
-    src: Any  # (CPY, CPY_ROWS, CPY_COLS, tiles) global-memory view, or (CPY, CPY_ROWS, CPY_COLS), or a PagedPart
-    dst: Any  # (CPY, CPY_ROWS, CPY_COLS, slot) shared-memory view, or (CPY, CPY_ROWS, CPY_COLS)
+    src: Any  # (CPY, CPY_ROWS, CPY_COLS, tiles) global-memory view, or (CPY, CPY_ROWS, CPY_COLS), or a GatherPart
+    dst: Any  # (CPY, CPY_ROWS, CPY_COLS, slot) shared-memory view, or (CPY, CPY_ROWS, CPY_COLS), or a GatherPart
     row0: Any  # this thread's first row inside the tile
     t0_rows: Any  # (CPY_ROWS,) compile-time first rows of thread 0's row groups
 
@@ -49,7 +49,8 @@ class GmemIterator:
 
     @cute.jit
     def partition(self, tidx: Int32, src: cute.Tensor, dst: cute.Tensor) -> CopyPartition:
-        """Partition a source and a destination view, each ``(rows, cols[, tiles or slots])``."""
+        """Partition a source and a destination, each a ``(rows, cols[, tiles or slots])`` view or a row source
+        (an object with ``rows_view``, see :mod:`cute_attention.row_gather`)."""
         tiled = self.tiled_copy()
         thr = tiled.get_slice(tidx)
         c = cute.make_identity_tensor((self.rows, self.cols))
@@ -57,11 +58,15 @@ class GmemIterator:
         t0XcX = tiled.get_slice(0).partition_S(c)
         t0_rows = [t0XcX[0, m, 0][0] for m in range(cute.size(tXcX.shape[1]))]
         row0 = tXcX[0][0]
-        if cutlass.const_expr(isinstance(src, PagedSource)):
-            src_part = PagedPart(src, thr, row0, t0_rows)
+        if cutlass.const_expr(hasattr(src, "rows_view")):
+            src_part = GatherPart(src, thr, row0, t0_rows)
         else:
             src_part = thr.partition_S(src)
-        return CopyPartition(src=src_part, dst=thr.partition_D(dst), row0=row0, t0_rows=t0_rows)
+        if cutlass.const_expr(hasattr(dst, "rows_view")):
+            dst_part = GatherPart(dst, thr, row0, t0_rows)
+        else:
+            dst_part = thr.partition_D(dst)
+        return CopyPartition(src=src_part, dst=dst_part, row0=row0, t0_rows=t0_rows)
 
 class Sm80GmemIterator(GmemIterator):
     """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
@@ -81,7 +86,7 @@ class Sm80GmemIterator(GmemIterator):
                     cute.copy(tiled, src[None, m, None], dst[None, m, None])
                 else:
                     dst[None, m, None].fill(0)
-        elif cutlass.const_expr(isinstance(src, PagedTile)):
+        elif cutlass.const_expr(isinstance(src, (GatherTile, GatherPart))):
             for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
                 cute.copy(tiled, src[None, m, None], dst[None, m, None])
         else:
@@ -113,7 +118,7 @@ class Sm70GmemIterator(GmemIterator):
                     cute.copy(tiled, src[None, m, None], frag[None, m, None])
                 else:
                     frag[None, m, None].fill(0)
-        elif cutlass.const_expr(isinstance(src, PagedTile)):
+        elif cutlass.const_expr(isinstance(src, (GatherTile, GatherPart))):
             for m in cutlass.range_constexpr(cute.size(frag.shape[1])):
                 cute.copy(tiled, src[None, m, None], frag[None, m, None])
         else:

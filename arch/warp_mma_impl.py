@@ -237,10 +237,10 @@ class WarpMmaImpl:
     @cute.jit
     def mask_scores(self, st: ImplState, acc_S: cute.Tensor, q_start: Int32, n_tile: Int32,
                     seqlen_q: Int32, seqlen_k: Int32, window_left: Int32, window_right: Int32,
-                    mask: cutlass.Constexpr):
+                    mask: cutlass.Constexpr, group=1):
         col_base = n_tile * self.tile_n + st.ws * self.slice_n
         apply_mask(self.rows_cols_view(acc_S), st.tScS_mn, st.t0ScS_mn, q_start, col_base,
-                   seqlen_q, seqlen_k, window_left, window_right, mask)
+                   seqlen_q, seqlen_k, window_left, window_right, mask, group)
 
     @cute.jit
     def softmax_step(self, softmax: OnlineSoftmax, acc_S: cute.Tensor, acc_O: cute.Tensor,

@@ -2,9 +2,9 @@
 
 Ours: ``attention_with_kvcache`` over a paged cache (block 16 and 64, randomly permuted block table) and
 over a contiguous cache with lengths. Peers on the same data: torch SDPA (contiguous cache, GQA) and
-FlashAttention-4 (contiguous, and paged when its interface takes a page table). Timed in alternation
-(``--rounds``, median), each timing after 0.5 s of idle GPU. The copy bandwidth is measured in the same
-process (device-to-device copy of 2 GiB, read + write bytes over time).
+FlashAttention-4 (contiguous, and paged through ``flash_attn_varlen_func(page_table=...)`` at both block
+sizes). Timed in alternation (``--rounds``, median), each timing after 0.5 s of idle GPU. The copy bandwidth
+is measured in the same process (device-to-device copy of 2 GiB, read + write bytes over time).
 
     python benchmarks/decode.py --json out.json [--cases 1x131072,256x1024] [--heads 32/8,32/32]
 """
@@ -43,16 +43,19 @@ def paged_copy(k, block_size):
     return cache, table
 
 
-def peers(q, k, v, seqlens):
+def peers(q, k, v, seqlens, paged):
+    """torch SDPA (contiguous) and FA4 (contiguous, and over each paged cache in ``paged``: bs -> (k, v, table))."""
     fns = {}
     qs, ks, vs = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     fns["sdpa"] = lambda: torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
     try:
-        from flash_attn.cute import flash_attn_func
-
-        fns["fa4"] = lambda: flash_attn_func(q, k, v, causal=True)
+        from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
     except Exception:  # noqa: BLE001 - FA4 not importable: no peer
-        pass
+        return fns
+    fns["fa4"] = lambda: flash_attn_func(q, k, v, causal=True)
+    for bs, (kc, vc, table) in paged.items():
+        fns[f"fa4:paged{bs}"] = (lambda kc_, vc_, t_: lambda: flash_attn_varlen_func(
+            q, kc_, vc_, seqused_k=seqlens, page_table=t_, causal=True))(kc, vc, table)
     return fns
 
 
@@ -66,16 +69,18 @@ def run_case(b, n, h, hkv, rounds, compare=None):
     fns = {"ours:contig": lambda: attention_with_kvcache(q, k, v, seqlens)}
     if compare:
         fns[f"ours:contig:{compare}"] = lambda: attention_with_kvcache(q, k, v, seqlens, variant=compare)
+    paged = {}
     for bs in (16, 64):
         kc, table = paged_copy(k, bs)
         vc = torch.empty_like(kc)
         vc[table.long().flatten()] = v.reshape(-1, bs, hkv, d)
+        paged[bs] = (kc, vc, table)
         fns[f"ours:paged{bs}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
             q, kc_, vc_, seqlens, block_table=t_))(kc, vc, table)
         if compare:
             fns[f"ours:paged{bs}:{compare}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
                 q, kc_, vc_, seqlens, block_table=t_, variant=compare))(kc, vc, table)
-    fns.update(peers(q, k, v, seqlens))
+    fns.update(peers(q, k, v, seqlens, paged))
     row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "results": {}}
     runnable = runnable_only(fns, row["results"])
     kv_bytes = 2 * b * n * hkv * d * 2

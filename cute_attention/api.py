@@ -212,7 +212,7 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
             raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
                              f"got {tuple(out.shape)} {out.dtype}")
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
-    desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0)
+    desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0, nheads // nheads_kv)
     chosen = resolve_variant(variant, desc, config)
     _check_device("q", q, None)
     for name, t in (("k", k), ("v", v), ("out", out)):
@@ -224,10 +224,10 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
     lse_shape = (batch, nheads, seqlen_q) if return_lse else None
     if num_splits != 1:
         split_kernel = launcher.compiled_for(chosen, dtype, head_dim, mask, True, split_kv=True)
-        tile_m, tile_n = chosen.impl.tile_m, chosen.impl.tile_n
         if num_splits == 0:
-            ctas = math.ceil(seqlen_q / tile_m) * nheads * batch
-            num_splits = launcher.choose_splits(split_kernel, ctas, math.ceil(seqlen_k / tile_n), q.device.index,
+            ctas = launcher.unsplit_ctas(chosen, batch, seqlen_q, nheads, nheads_kv)
+            kv_tiles = math.ceil(seqlen_k / chosen.impl.tile_n)
+            num_splits = launcher.choose_splits(split_kernel, ctas, kv_tiles, q.device.index,
                                                 launcher.PREFILL_WAVE_CAP)
         if batch * num_splits > MAX_GRID_YZ:
             raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")

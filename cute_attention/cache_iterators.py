@@ -2,7 +2,7 @@
 
 TurboMind's ``LinearIteratorFactory`` / ``BlockIteratorFactory``. The mainloop asks the factory for
 the tiles of one sequence and indexes them by tile; the gmem iterator then takes each of its row
-groups from that tile:
+groups from that tile (for a paged cache through :mod:`cute_attention.row_gather`):
 
 * ``LinearKVCache``: contiguous ``(batch, seqlen_k, nheads_kv, d)``; ``seqlens=True`` reads each
   sequence's length from ``cache_seqlens`` instead of the tensor's extent (a KV cache with room left).
@@ -46,52 +46,24 @@ class LinearKVCache:
 @dataclass(frozen=True)
 class PagedSource:
     """One sequence's K or V in a paged cache: ``cache`` (num_blocks, block_size, d) of one kv head and
-    the sequence's ``table`` row (max_blocks,). Partitioned by a gmem iterator into :class:`PagedPart`."""
+    the sequence's ``table`` row (max_blocks,). A row source (:mod:`cute_attention.row_gather`)."""
 
     cache: Any
     table: Any
     tile_n: int
     block_size: int
 
-
-@dataclass(frozen=True)
-class PagedPart:
-    """A thread's view of a paged source: ``part[None, None, None, n]`` is tile ``n`` (a :class:`PagedTile`)."""
-
-    src: PagedSource
-    thr: Any  # the thread's slice of the gmem iterator's tiled copy
-    row0: Any
-    t0_rows: Any
-
-    def __getitem__(self, idx) -> PagedTile:
-        return PagedTile(self, idx[3])
-
-
-@dataclass(frozen=True)
-class PagedTile:
-    """Tile ``n`` of a paged source; ``tile[None, m, None]`` is the thread's ``(CPY, CPY_COLS)`` view of its
-    row group ``m``, at the physical block that holds that row."""
-
-    part: PagedPart
-    n: Any
-
-    def __getitem__(self, idx):
-        return self.rows(idx[1])
-
     @cute.jit
-    def rows(self, m: cutlass.Constexpr):
-        p, s = self.part, self.part.src
-        cache = s.cache
+    def rows_view(self, n: Int32, rel: Int32) -> cute.Tensor:
+        """A ``(tile_n, d)`` view whose row ``rel`` sits at the physical row of logical token
+        ``n * tile_n + rel``: a linear tile layout over a shifted base pointer."""
+        cache = self.cache
         row_stride = cache.layout.stride[1]
-        # a (tile_n, d) view whose row R (this thread's row of group m) sits at the physical row of
-        # logical token n * tile_n + R: a linear tile layout over a shifted base pointer
-        rel = p.row0 + p.t0_rows[m]
-        if cutlass.const_expr(s.block_size >= s.tile_n):
+        if cutlass.const_expr(self.block_size >= self.tile_n):
             rel = 0  # the whole tile lies in one block: one table lookup per tile
-        block, row = paged_slot(s.table, self.n * s.tile_n + rel, s.block_size)
+        block, row = paged_slot(self.table, n * self.tile_n + rel, self.block_size)
         base = cache.iterator + block * cache.layout.stride[0] + (row - rel) * row_stride
-        tile = cute.make_tensor(base, cute.make_layout((s.tile_n, cache.shape[2]), stride=(row_stride, 1)))
-        return p.thr.partition_S(tile)[None, m, None]
+        return cute.make_tensor(base, cute.make_layout((self.tile_n, cache.shape[2]), stride=(row_stride, 1)))
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,16 @@ class ReduceKey:
     target: str
 
 
+@dataclass(frozen=True)
+class AppendKey:
+    """The KV-append kernel's compile-time choices (``block_size`` 0: contiguous cache)."""
+
+    dtype: str
+    head_dim: int
+    block_size: int
+    target: str
+
+
 @dataclass
 class CompiledKernel:
     key: CompileKey
@@ -156,6 +166,30 @@ def compile_reduce(key: ReduceKey, dump_dir: str | None = None) -> CompiledKerne
     return CompiledKernel(key, fn, 0, kernel.warps * 32, seconds, cubin)
 
 
+def compile_append(key: AppendKey, dump_dir: str | None = None) -> CompiledKernel:
+    from cute_attention.kv_append import KVAppend
+
+    dtype = DTYPES[key.dtype]
+    paged = key.block_size > 0
+    kernel = KVAppend(dtype, key.head_dim, key.block_size if paged else None)
+    cache = fake_paged(dtype, key.head_dim, key.block_size) if paged else fake_bshd(dtype, key.head_dim)
+    args = (fake_bshd(dtype, key.head_dim), fake_bshd(dtype, key.head_dim), cache,
+            fake_paged(dtype, key.head_dim, key.block_size) if paged else fake_bshd(dtype, key.head_dim),
+            fake_int32((cute.sym_int(), cute.sym_int())) if paged else None, fake_int32((cute.sym_int(),)),
+            make_fake_stream(use_tvm_ffi_env_stream=True))
+    fn, seconds, cubin = _compile(kernel, args, key.target, "", dump_dir)
+    return CompiledKernel(key, fn, 0, kernel.threads, seconds, cubin)
+
+
+def compile_any(key, dump_dir: str | None = None) -> CompiledKernel:
+    """Compile an attention, reduction or append key."""
+    if isinstance(key, ReduceKey):
+        return compile_reduce(key, dump_dir)
+    if isinstance(key, AppendKey):
+        return compile_append(key, dump_dir)
+    return compile_key(key, dump_dir)
+
+
 def compile_key(key: CompileKey, dump_dir: str | None = None) -> CompiledKernel:
     """Compile one configuration (no GPU needed) and return it with its cubin."""
     kernel = build_kernel(key)
@@ -201,7 +235,7 @@ class CompileCache:
             entry = self._entries.get(key)
             if entry is None:
                 self.misses += 1
-                entry = compile_reduce(key) if isinstance(key, ReduceKey) else compile_key(key)
+                entry = compile_any(key)
                 self._entries[key] = entry
             return entry
 

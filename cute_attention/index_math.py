@@ -59,11 +59,18 @@ class TileSchedule:
     front: Int
 
 
-def query_positions(q_start: Int, tile_m: int, seqlen_q: Int, seqlen_k: Int) -> tuple[Int, Int]:
-    """Absolute positions of the first and the last valid row of the query tile at ``q_start``."""
+def query_positions(q_start: Int, tile_m: int, seqlen_q: Int, seqlen_k: Int, group: Int = 1) -> tuple[Int, Int]:
+    """Absolute positions of the first and the last valid row of the query tile at ``q_start``.
+
+    With ``group > 1`` the tile's rows are packed query heads (PackGQA): row ``r`` is token ``r // group``
+    of head ``r % group`` of the KV head's group, so the tile spans ``seqlen_q * group`` rows.
+    """
     shift = seqlen_k - seqlen_q
-    last_row = imin(q_start + tile_m, seqlen_q) - 1
-    return q_start + shift, last_row + shift
+    if isinstance(group, int) and group == 1:
+        last_row = imin(q_start + tile_m, seqlen_q) - 1
+        return q_start + shift, last_row + shift
+    last_row = imin(q_start + tile_m, seqlen_q * group) - 1
+    return q_start // group + shift, last_row // group + shift
 
 
 def kv_tile_schedule(
@@ -76,14 +83,16 @@ def kv_tile_schedule(
     window_right: Int = 0,
     has_left: bool = False,
     has_right: bool = False,
+    group: Int = 1,
 ) -> TileSchedule:
     """Tile range and phase lengths for the query tile whose first row is ``q_start``.
 
     ``has_left`` / ``has_right`` are compile-time choices; the window sizes are runtime values.
     Tight: ``n_lo`` / ``n_hi`` skip every tile no valid row sees, ``mid`` holds every tile that
-    all valid rows see in full, and a ``front`` tile is never cut by the right bound.
+    all valid rows see in full, and a ``front`` tile is never cut by the right bound. ``group``: rows
+    are packed query heads (see :func:`query_positions`).
     """
-    p_first, p_last = query_positions(q_start, tile_m, seqlen_q, seqlen_k)
+    p_first, p_last = query_positions(q_start, tile_m, seqlen_q, seqlen_k, group)
     kv_hi = seqlen_k
     right_ok = seqlen_k  # keys below this are seen by every row, as far as the right bound goes
     if has_right:

@@ -4,6 +4,8 @@
 strategy, KV cache factory, CTA map) for one dtype, head dim and mask spec:
 
 * prologue: map the CTA to (query tile, head, batch), compute the tile schedule, start loading Q;
+  with ``variant.pack_gqa`` a CTA serves every query head of one KV head, their rows packed into M
+  (row ``r`` = token ``r // group`` of head ``r % group``), so each K/V tile is read once per group;
 * mainloop: the variant's strategy walks the KV tiles (three phases);
 * epilogue: merge warp groups if the KV tile was split, normalize, write O (through shared
   memory, 16-byte stores) and the LSE; with ``split_kv`` each CTA walks one KV split and writes its
@@ -22,6 +24,7 @@ from cute_attention.arch.gmem_iterator import StoreIterator
 from cute_attention.index_math import kv_tile_schedule, split_schedule
 from cute_attention.mainloop_args import MainloopArgs
 from cute_attention.masks import MaskSpec
+from cute_attention.row_gather import PackedRows, row_view
 from cute_attention.softmax import LOG2_E
 
 SMEM_ALIGN = 1024
@@ -46,6 +49,7 @@ class AttentionKernel:
         self.mask = mask
         self.with_lse = with_lse or split_kv
         self.split_kv = split_kv
+        self.pack_gqa = variant.pack_gqa
         self.impl = variant.impl.build(dtype, head_dim)
         self.mainloop = variant.mainloop
         self.kv_cache = variant.kv_cache
@@ -104,9 +108,15 @@ class AttentionKernel:
         ``split_kv`` fp32 ``(splits, batch, seqlen_q, nheads, d)`` / ``(splits, batch, nheads, seqlen_q)``.
         With a paged cache ``mK``/``mV`` are ``(num_blocks, block_size, nheads_kv, d)`` and ``mPageTable`` is
         ``(batch, max_blocks)`` int32; ``mSeqlensK (batch,)`` int32 gives each sequence's length when the
-        cache factory asks for it (else ``mK.shape[1]``)."""
-        num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
-        grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0], num_splits)
+        cache factory asks for it (else ``mK.shape[1]``). With ``pack_gqa`` the grid runs over KV heads and
+        each query tile holds ``tile_m`` packed (token, head) rows."""
+        if cutlass.const_expr(self.pack_gqa):
+            group = mQ.shape[2] // mK.shape[2]
+            num_q_tiles = cute.ceil_div(mQ.shape[1] * group, self.tile_m)
+            grid = self.cta_map.grid(num_q_tiles, mK.shape[2], mQ.shape[0], num_splits)
+        else:
+            num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
+            grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0], num_splits)
         self.kernel(mQ, mK, mV, mO, mLSE, mPageTable, mSeqlensK, softmax_scale * LOG2_E, window_left,
                     window_right, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
@@ -134,11 +144,28 @@ class AttentionKernel:
         seqlen_q = mQ.shape[1]
         seqlen_k = mK.shape[1]
         if cutlass.const_expr(self.kv_cache.seqlens):
-            seqlen_k = mSeqlensK[batch]
-        kv_head = head // (mQ.shape[2] // mK.shape[2])
+            # lengths come from the device unchecked: clamp to the cache's capacity so no read leaves it
+            capacity = mK.shape[1]
+            if cutlass.const_expr(self.kv_cache.paged):
+                capacity = mPageTable.shape[1] * self.kv_cache.block_size
+            seqlen_k = cutlass.max(cutlass.min(mSeqlensK[batch], capacity), 0)
+        kv_head = head  # PackGQA: the grid runs over KV heads
+        if cutlass.const_expr(not self.pack_gqa):
+            kv_head = head // (mQ.shape[2] // mK.shape[2])
         q_start = q_tile * self.tile_m
+        rows_q = seqlen_q  # rows of the query tiles
+        group = 1
+        q_rows = o_rows = None  # PackGQA: the row sources of Q and O
+        if cutlass.const_expr(self.pack_gqa):
+            group = mQ.shape[2] // mK.shape[2]
+            rows_q = seqlen_q * group
+            q_rows = PackedRows(mQ[batch, None, None, None], q_start, group, head * group, self.tile_m,
+                                self.head_dim)
+            if cutlass.const_expr(not self.split_kv):
+                o_rows = PackedRows(mO[batch, None, None, None], q_start, group, head * group, self.tile_m,
+                                    self.head_dim)
         sched = kv_tile_schedule(q_start, self.tile_m, self.tile_n, seqlen_q, seqlen_k, window_left,
-                                 window_right, self.mask.has_left, self.mask.has_right)
+                                 window_right, self.mask.has_left, self.mask.has_right, group)
         if cutlass.const_expr(self.split_kv):
             sched = split_schedule(sched, split, num_splits)
 
@@ -161,8 +188,10 @@ class AttentionKernel:
         # ---- prologue ----
         q_it = self.mainloop.gmem_iterator(self.dtype, self.tile_m, self.head_dim, self.threads)
         # (tile_m, head_dim)
-        gQ = cute.local_tile(mQ[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
-        self.mainloop.load_q(q_it, q_it.partition(tidx, gQ, sQ), seqlen_q - q_start)
+        gQ = q_rows
+        if cutlass.const_expr(not self.pack_gqa):
+            gQ = cute.local_tile(mQ[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
+        self.mainloop.load_q(q_it, q_it.partition(tidx, gQ, sQ), rows_q - q_start)
 
         st = impl.make_state(tidx, sQ, sKV, ptr_scratch)
         if cutlass.const_expr(impl.q_in_regs):
@@ -181,7 +210,7 @@ class AttentionKernel:
             impl=impl, st=st, softmax=softmax, acc_O=acc_O, it=kv_it,
             k_part=kv_it.partition(tidx, gK, sKV), v_part=kv_it.partition(tidx, gV, sKV),
             sched=sched, q_start=q_start, seqlen_q=seqlen_q, seqlen_k=seqlen_k,
-            window_left=window_left, window_right=window_right, mask=self.mask,
+            window_left=window_left, window_right=window_right, mask=self.mask, group=group,
         )
 
         # ---- mainloop ----
@@ -195,43 +224,61 @@ class AttentionKernel:
         lse = softmax.finalize(impl.rows_cols_view(acc_O))
         if cutlass.const_expr(self.split_kv):
             if st.ws == 0:  # (always true with warps_s == 1)
-                self.write_partial(st, acc_O, lse, mO, mLSE, q_start, seqlen_q, head, batch, split)
+                self.write_partial(st, acc_O, lse, mO, mLSE, q_start, rows_q, head, batch, split, q_rows)
         else:
             if cutlass.const_expr(impl.warps_s == 1):
-                self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
+                self.write_group(st, acc_O, lse, sQ, mLSE, q_start, rows_q, head, batch, q_rows)
             else:
                 if st.ws == 0:
-                    self.write_group(st, acc_O, lse, sQ, mLSE, q_start, seqlen_q, head, batch)
+                    self.write_group(st, acc_O, lse, sQ, mLSE, q_start, rows_q, head, batch, q_rows)
             cute.arch.barrier()
             o_it = StoreIterator(self.dtype, self.tile_m, self.head_dim, self.threads)
-            gO = cute.local_tile(mO[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
-            o_it.store(o_it.partition(tidx, sQ, gO), seqlen_q - q_start)
+            gO = o_rows
+            if cutlass.const_expr(not self.pack_gqa):
+                gO = cute.local_tile(mO[batch, None, head, None], (self.tile_m, self.head_dim), (q_tile, 0))
+            o_it.store(o_it.partition(tidx, sQ, gO), rows_q - q_start)
 
     @cute.jit
     def write_group(self, st, acc_O: cute.Tensor, lse: cute.Tensor, sO: cute.Tensor, mLSE: cute.Tensor | None,
-                    q_start: Int32, seqlen_q: Int32, head: Int32, batch: Int32):
-        """The warp group holding the final result writes O to shared memory and the LSE to global."""
+                    q_start: Int32, rows_q: Int32, head: Int32, batch: Int32, q_rows: PackedRows | None):
+        """The warp group holding the final result writes O to shared memory and the LSE to global
+        (``q_rows``: PackGQA's row → (token, head) map, else row = token of ``head``)."""
         self.impl.store_o(st, acc_O, sO)
         if cutlass.const_expr(mLSE is not None):
             if st.tOcO_mn[0, 0][1] == 0:
                 for r in cutlass.range_constexpr(cute.size(lse)):
                     row = q_start + st.tOcO_mn[r, 0][0]
-                    if row < seqlen_q:
-                        mLSE[batch, head, row] = lse[r]
+                    if row < rows_q:
+                        if cutlass.const_expr(q_rows is None):
+                            mLSE[batch, head, row] = lse[r]
+                        else:
+                            mLSE[batch, q_rows.coords(st.tOcO_mn[r, 0][0])[1], row // q_rows.group] = lse[r]
 
     @cute.jit
     def write_partial(self, st, acc_O: cute.Tensor, lse: cute.Tensor, mOp: cute.Tensor, mLSEp: cute.Tensor,
-                      q_start: Int32, seqlen_q: Int32, head: Int32, batch: Int32, split: Int32):
+                      q_start: Int32, rows_q: Int32, head: Int32, batch: Int32, split: Int32,
+                      q_rows: PackedRows | None):
         """Split-K: this split's normalized O (fp32, straight from registers) and LSE, valid rows only."""
         impl = self.impl
-        # (tile_m, head_dim) this split's partial O of the query tile
-        gO = cute.local_tile(mOp[split, batch, None, head, None], (self.tile_m, self.head_dim),
-                             (q_start // self.tile_m, 0))
-        tOgO_mn = impl.rows_cols_view(impl.partition_O(st, gO))
         acc_O_mn = impl.rows_cols_view(acc_O)
+        if cutlass.const_expr(q_rows is None):
+            # (tile_m, head_dim) this split's partial O of the query tile
+            gO = cute.local_tile(mOp[split, batch, None, head, None], (self.tile_m, self.head_dim),
+                                 (q_start // self.tile_m, 0))
+            tOgO_mn = impl.rows_cols_view(impl.partition_O(st, gO))
         for r in cutlass.range_constexpr(cute.size(acc_O_mn.shape[0])):
             row = q_start + st.tOcO_mn[r, 0][0]
-            if row < seqlen_q:
-                cute.autovec_copy(acc_O_mn[r, None], tOgO_mn[r, None])
-                if st.tOcO_mn[0, 0][1] == 0:
-                    mLSEp[split, batch, head, row] = lse[r]
+            if cutlass.const_expr(q_rows is None):
+                if row < rows_q:
+                    cute.autovec_copy(acc_O_mn[r, None], tOgO_mn[r, None])
+                    if st.tOcO_mn[0, 0][1] == 0:
+                        mLSEp[split, batch, head, row] = lse[r]
+            else:
+                token, h = q_rows.coords(st.tOcO_mn[r, 0][0])
+                # (tile_m, head_dim) view whose every row is this row's partial O
+                gO_row = row_view(mOp[split, batch, token, h, None].iterator, self.tile_m, self.head_dim)
+                tOgO_row = impl.rows_cols_view(impl.partition_O(st, gO_row))[r, None]
+                if row < rows_q:
+                    cute.autovec_copy(acc_O_mn[r, None], tOgO_row)
+                    if st.tOcO_mn[0, 0][1] == 0:
+                        mLSEp[split, batch, h, token] = lse[r]

@@ -1,15 +1,17 @@
 """``attention_with_kvcache``: attention over a KV cache, contiguous or paged (FlashAttention's API).
 
 New ``k``/``v`` are first written into their slots (``cache_seqlens[b] + i`` of sequence ``b``, through
-the block table when paged); every other cache slot is left untouched. The attention then runs over
-``cache_seqlens + seqlen_new`` keys per sequence with the prefill kernel object, its cache factory swapped
-for the paged (or length-aware linear) one; any query length is served that way until the dedicated
-decode kernel object exists (issue 4).
+the block table when paged) by the append kernel (:mod:`cute_attention.kv_append`); every other cache slot
+is left untouched. The attention then runs over ``cache_seqlens + seqlen_new`` keys per sequence with the
+kernel object, its cache factory swapped for the paged (or length-aware linear) one; for decode the
+registry picks the PackGQA variants (one CTA per KV head serving its query heads). Nothing reads the
+lengths on the host unless asked (``check_lengths``), so a decode step is launches only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import torch
@@ -54,6 +56,7 @@ def attention_with_kvcache(
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     variant: Variant | str | None = None,
+    check_lengths: bool = False,
 ):
     """Attention of ``q (batch, seqlen_q, nheads, d)`` over a KV cache.
 
@@ -64,7 +67,9 @@ def attention_with_kvcache(
     (``cache_seqlens`` itself is not updated). ``causal``/``window_size`` align bottom-right to each
     sequence's length. ``num_splits``: 0 = from occupancy (TurboMind's cost model), 1 = one pass.
     ``variant`` forces a registered sm80-config variant (by name or object) instead of the registry's rule.
-    Returns ``out`` or ``(out, lse)``.
+    The lengths stay on the device: a length past the cache's capacity is clamped to it on the device and
+    appended tokens past it are dropped. ``check_lengths=True`` reads them on the host first (one
+    synchronization) and raises ``ValueError`` instead. Returns ``out`` or ``(out, lse)``.
     """
     _check_tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
     paged = block_table is not None
@@ -126,6 +131,8 @@ def attention_with_kvcache(
         if seqlen_new > capacity:
             raise ValueError(f"k has {seqlen_new} new tokens but the cache holds at most {capacity} per sequence")
     softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
+    if not isinstance(check_lengths, bool):
+        raise TypeError(f"check_lengths must be a bool, got {type(check_lengths).__name__}")
     if out is not None:
         _check_tensor("out", out, 4, "like q")
         if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
@@ -143,42 +150,36 @@ def attention_with_kvcache(
     if out is not None:
         _check_layout("out", out)
 
-    desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0)
+    desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
-    cache = PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True)
-    variant = dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)
+    variant = _with_cache(base, PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True))
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
 
-    # the lengths live on the device: one synchronizing read so that no slot past the cache is ever touched
-    longest, shortest = torch.stack([cache_seqlens.max(), cache_seqlens.min()]).tolist()
-    if shortest < 0:
-        raise ValueError(f"cache_seqlens must be >= 0, got a minimum of {shortest}")
-    if longest + seqlen_new > capacity:
-        raise ValueError(f"cache_seqlens + seqlen_new reaches {longest + seqlen_new} tokens, past the cache's "
-                         f"capacity of {capacity} per sequence")
+    if check_lengths:
+        # one synchronizing read of the lengths; without it they are clamped to the capacity on the device
+        longest, shortest = torch.stack([cache_seqlens.max(), cache_seqlens.min()]).tolist()
+        if shortest < 0:
+            raise ValueError(f"cache_seqlens must be >= 0, got a minimum of {shortest}")
+        if longest + seqlen_new > capacity:
+            raise ValueError(f"cache_seqlens + seqlen_new reaches {longest + seqlen_new} tokens, past the cache's "
+                             f"capacity of {capacity} per sequence")
 
-    # ---- append the new tokens (only their slots are written) ----
+    table = block_table if paged else None
+    # ---- append the new tokens on the device (only their slots; positions past the capacity are skipped) ----
     seqlens_k = cache_seqlens
     if k is not None and seqlen_new > 0:
-        pos = cache_seqlens.long()[:, None] + torch.arange(seqlen_new, device=q.device)  # (batch, seqlen_new)
-        if paged:
-            blocks = block_table.long().gather(1, pos // block_size)
-            k_cache[blocks, pos % block_size] = k
-            v_cache[blocks, pos % block_size] = v
-        else:
-            rows = torch.arange(batch, device=q.device)[:, None]
-            k_cache[rows, pos] = k
-            v_cache[rows, pos] = v
+        k_run, v_run = (_aligned(t) for t in (k, v))
+        launcher.launch_append(launcher.append_for(dtype, head_dim, block_size if paged else 0), k_run, v_run,
+                               k_cache, v_cache, table, cache_seqlens)
         seqlens_k = cache_seqlens + seqlen_new
 
-    q_run = q if _strides_ok(q) and q.data_ptr() % 16 == 0 else q.clone(memory_format=torch.contiguous_format)
+    q_run = _aligned(q)
     if out is None:
         out = torch.empty_like(q_run)
-    table = block_table if paged else None
     scale, lo, hi = softmax_scale, max(left, 0), max(right, 0)
     if num_splits == 0:
         split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
-        ctas = math.ceil(seqlen_q / variant.impl.tile_m) * nheads * batch
+        ctas = launcher.unsplit_ctas(variant, batch, seqlen_q, nheads, nheads_kv)
         num_splits = launcher.choose_splits(split_kernel, ctas, math.ceil(capacity / variant.impl.tile_n),
                                             q.device.index, launcher.DECODE_WAVE_CAP)
     num_splits = min(num_splits, max(1, MAX_GRID_YZ // batch))
@@ -191,3 +192,14 @@ def attention_with_kvcache(
         launcher.launch_split(split_kernel, launcher.reduce_for(dtype, head_dim, return_lse), q_run, k_cache, v_cache,
                               out, lse, scale, lo, hi, num_splits, table, seqlens_k)
     return out if lse is None else (out, lse)
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a contiguous copy when it breaks the compiled layout rule (read-only inputs only)."""
+    return t if _strides_ok(t) and t.data_ptr() % 16 == 0 else t.clone(memory_format=torch.contiguous_format)
+
+
+@functools.lru_cache(maxsize=256)
+def _with_cache(base: Variant, cache) -> Variant:
+    """``base`` with its cache factory swapped (built once per pair: the variant is part of compile keys)."""
+    return dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from cute_attention.compile_cache import CACHE, CompiledKernel, CompileKey, ReduceKey, default_target
+from cute_attention.compile_cache import CACHE, AppendKey, CompiledKernel, CompileKey, ReduceKey, default_target
 from cute_attention.index_math import num_splits_heuristic
 
 MAX_SPLITS = 128
@@ -67,6 +67,20 @@ def launch_reduce(kernel: CompiledKernel, o_part, lse_part, out, lse) -> None:
         kernel.fn(o_part, lse_part, out, lse)
 
 
+def append_for(dtype: str, head_dim: int, block_size: int) -> CompiledKernel:
+    """The KV-append kernel (``block_size`` 0: contiguous cache)."""
+    return CACHE.get(AppendKey(dtype, head_dim, block_size, target()))
+
+
+def launch_append(kernel: CompiledKernel, k_new, v_new, k_cache, v_cache, block_table, cache_seqlens) -> None:
+    """Write ``k_new``/``v_new`` at positions ``cache_seqlens[b] ..`` of each sequence (device-side bounds)."""
+    if k_new.device.index != torch.cuda.current_device():
+        with torch.cuda.device(k_new.device):
+            kernel.fn(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens)
+    else:
+        kernel.fn(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens)
+
+
 @functools.cache
 def _sm_limits(device_index: int) -> tuple[int, int, int, int]:
     p = torch.cuda.get_device_properties(device_index)
@@ -83,6 +97,13 @@ def ctas_per_sm(kernel: CompiledKernel, regs_per_sm: int, threads_per_sm: int, s
     by_threads = threads_per_sm // kernel.threads
     by_smem = smem_per_sm // (kernel.smem_bytes + 1024) if kernel.smem_bytes else 32  # 1 KiB reserved per CTA
     return max(1, min(by_regs, by_threads, by_smem, 32))
+
+
+def unsplit_ctas(variant, batch: int, seqlen_q: int, nheads: int, nheads_kv: int) -> int:
+    """CTAs of the grid without split-K (PackGQA CTAs serve a KV head's whole group of query heads)."""
+    if variant.pack_gqa:
+        return math.ceil(seqlen_q * (nheads // nheads_kv) / variant.impl.tile_m) * nheads_kv * batch
+    return math.ceil(seqlen_q / variant.impl.tile_m) * nheads * batch
 
 
 def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index: int, wave_cap: int) -> int:

@@ -26,3 +26,4 @@ class MainloopArgs:
     window_left: Any
     window_right: Any
     mask: MaskSpec
+    group: Any = 1  # 1, or the query heads packed into the tile's rows (PackGQA; see index_math.query_positions)

@@ -50,8 +50,12 @@ def apply_mask(
     window_left: Int32,
     window_right: Int32,
     mask: cutlass.Constexpr,
+    group=1,
 ):
     """Set hidden scores of one ``(rows, cols)`` thread view to ``-inf``.
+
+    ``group``: 1, or (PackGQA) the number of query heads packed into the rows: tile row ``row_base + r``
+    is then query token ``(row_base + r) // group``.
 
     ``tScS_mn`` holds this thread's (row, col) tile coordinates, ``t0ScS_mn`` thread 0's, whose
     columns are compile-time constants: comparing them with per-row limits shifted by this
@@ -60,7 +64,10 @@ def apply_mask(
     col_offset = tScS_mn[0, 0][1] - t0ScS_mn[0, 0][1]
     col_start = col_base + col_offset
     for r in cutlass.range_constexpr(cute.size(acc_S_mn.shape[0])):
-        pos = row_base + tScS_mn[r, 0][0] + seqlen_k - seqlen_q
+        if cutlass.const_expr(isinstance(group, int) and group == 1):
+            pos = row_base + tScS_mn[r, 0][0] + seqlen_k - seqlen_q
+        else:
+            pos = (row_base + tScS_mn[r, 0][0]) // group + seqlen_k - seqlen_q
         hi = Int32(2**30)
         lo = Int32(-(2**30))
         if cutlass.const_expr(mask.check_seqlen_k):

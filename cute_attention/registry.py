@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ class AttnDesc:
     seqlen_k: int
     causal: bool
     has_window: bool
+    group: int = 1  # query heads per KV head (GQA)
 
 
 Predicate = Callable[[AttnDesc], bool]
@@ -92,8 +94,17 @@ SM80_M64N64_WS2 = _sm80("sm80_m64n64_w2x2", 64, 64, 2, 2, 2, (64, 96, 128), spil
 # end), 3-stage ring. With one query token a 128-row tile computes 127 idle rows per KV tile; this one reads
 # K/V at a much higher rate (benchmarks/results/h100/decode_variants.json).
 SM80_M16N64_W1X4 = _sm80("sm80_m16n64_w1x4_s3", 16, 64, 1, 4, 3, (64, 96, 128))
+# Decode with GQA (TurboMind's decode CTA serving CTA_H query heads): the same tiles with every query head of
+# one KV head packed into M, so a CTA reads each K/V tile once for its whole group instead of once per head.
+# The row -> (token, head) arithmetic costs a few registers: the sm_80 d96 build spills 3 values.
+SM80_M16N64_W1X4_PACK = dataclasses.replace(SM80_M16N64_W1X4, name="sm80_m16n64_w1x4_s3_pack", pack_gqa=True,
+                                            spill_budget=8)
+# Speculative decoding / short queries with larger groups (up to 64 packed rows, e.g. 8 tokens x 8 heads).
+SM80_M64N64_WS2_PACK = dataclasses.replace(SM80_M64N64_WS2, name="sm80_m64n64_w2x2_pack", pack_gqa=True)
 
 REGISTRY = Registry()
+REGISTRY.register(SM80_M16N64_W1X4_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16)
+REGISTRY.register(SM80_M64N64_WS2_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM80_M16N64_W1X4, lambda d: d.seqlen_q <= 16)
 REGISTRY.register(SM80_M64N64_WS2, lambda d: d.seqlen_q <= 64 and d.seqlen_k >= 256)
 REGISTRY.register(SM80_M128N64, lambda d: d.head_dim == 64)

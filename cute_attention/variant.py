@@ -31,6 +31,9 @@ class Variant:
     # LDL+STL instructions the SASS checks tolerate. 0 for every variant unless a measurement says
     # the spilling build is the faster one (see docs/benchmarks.md); a regression guard, not a target.
     spill_budget: int = 0
+    # PackGQA: one CTA serves all query heads of a KV head, their (token, head) rows packed into the tile's M
+    # (heads-into-M, FlashAttention-3's PackGQA; TurboMind's decode CTA_H): K/V are read once per KV head
+    pack_gqa: bool = False
 
     def describe(self) -> str:
         i = self.impl
@@ -38,4 +41,5 @@ class Variant:
                 f"{self.mainloop.name} stages={getattr(self.mainloop, 'stages', '-')}, {self.kv_cache.name}"
                 + (f", lazy rescale 2^{i.rescale_threshold:g}" if getattr(i, "rescale_threshold", None) else "")
                 + (f", ldsm {i.ldsm_ahead} ahead" if getattr(i, "ldsm_ahead", None) else "")
-                + (f", ptxas {self.ptxas_options}" if self.ptxas_options else ""))
+                + (f", ptxas {self.ptxas_options}" if self.ptxas_options else "")
+                + (", query heads packed into M" if self.pack_gqa else ""))

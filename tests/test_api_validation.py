@@ -109,6 +109,7 @@ def test_kvcache_bad_input_raises_before_device_work():
         (dict(block_table=table[:1]), ValueError, "block_table batch 1"),
         (dict(block_table=table, k=q[:, :, :2]), ValueError, "k and v must be given together"),
         (dict(block_table=table, num_splits=-2), ValueError, "num_splits must be in"),
+        (dict(block_table=table, check_lengths=1), TypeError, "check_lengths must be a bool"),
         (dict(block_table=table, k=torch.randn(2, 60, 2, 64, dtype=torch.bfloat16),
               v=torch.randn(2, 60, 2, 64, dtype=torch.bfloat16)), ValueError, "at most 48"),
         (dict(block_table=table), ValueError, "q must be a CUDA tensor"),

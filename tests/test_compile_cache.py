@@ -21,7 +21,7 @@ def test_key_fields_are_compile_time_choices_only():
     assert {f.name for f in dataclasses.fields(ReduceKey)} == {"dtype", "head_dim", "with_lse", "target"}
     for f in dataclasses.fields(Variant):
         assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "arch", "head_dims", "dtypes",
-                          "ptxas_options", "spill_budget"}
+                          "ptxas_options", "spill_budget", "pack_gqa"}
 
 
 def test_every_choice_changes_the_key():

@@ -123,7 +123,8 @@ def test_bad_kvcache_input_writes_nothing():
     k_new = rand(2, 30, 2, d, dtype=dtype)  # fits a block table of 48 slots, but not after 20 cached tokens
     before = k_cache.clone()
     with pytest.raises(ValueError, match="past the cache's capacity"):
-        attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, k=k_new, v=k_new.clone())
+        attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, k=k_new, v=k_new.clone(),
+                               check_lengths=True)
     with pytest.raises(TypeError, match="block_table must be int32"):
         attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table.long())
     with pytest.raises(TypeError, match="cache_seqlens must be int32"):
@@ -131,3 +132,98 @@ def test_bad_kvcache_input_writes_nothing():
     with pytest.raises(ValueError, match="k and v must be given together"):
         attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, k=k_new)
     assert torch.equal(k_cache, before)
+
+
+@pytest.mark.parametrize("group", [1, 2, 4, 8, 16], ids=lambda g: f"gqa{g}")
+@pytest.mark.parametrize("block_size", [16, 64], ids=["bs16", "bs64"])
+def test_decode_head_groups(group, block_size):
+    """Decode and speculative decode (1-8 query tokens) for GQA groups 1..16: the registry's choice (query heads
+    packed into the CTA's rows when the group allows it) and every split count, against the gathered reference."""
+    from cute_attention.registry import REGISTRY, AttnDesc
+
+    d, dtype, nheads_kv = 128, torch.bfloat16, 2
+    nheads = nheads_kv * group
+    lengths = [1, block_size - 1, block_size + 1, 517, 2 * block_size]
+    k_cache, v_cache, table = make_paged(lengths, block_size, nheads_kv, d, dtype)
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    ks = [gather(k_cache, table[b], n) for b, n in enumerate(lengths)]
+    vs = [gather(v_cache, table[b], n) for b, n in enumerate(lengths)]
+    for sq in (1, 2, 5, 8):
+        chosen = REGISTRY.find(AttnDesc(d, "bfloat16", sq, 2 * block_size + 3, True, False, group))
+        assert chosen.pack_gqa == (group > 1 and sq * group <= 64), (sq, group, chosen.name)
+        q = rand(len(lengths), sq, nheads, d, dtype=dtype)
+        for splits in (1, 4, 0):
+            for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]:
+                out = torch.full_like(q, float("nan"))
+                got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
+                                                  window_size=window, num_splits=splits, return_lse=True, out=out)
+                assert not torch.isnan(got).any()
+                try:
+                    check_rows(got, lse, q, ks, vs, causal, window)
+                except AssertionError as e:
+                    raise AssertionError(f"{chosen.name} sq={sq} group={group} splits={splits} causal={causal} "
+                                         f"w={window}: {e}") from None
+
+
+@pytest.mark.parametrize("name", ["sm80_m16n64_w1x4_s3_pack", "sm80_m64n64_w2x2_pack"])
+def test_packed_variants_match_unpacked(name):
+    """A packed variant and its unpacked twin give the same result (fp32 rounding) for every head of a group,
+    fp16, contiguous cache with lengths, GQA 4 and 8."""
+    from cute_attention.registry import REGISTRY
+
+    packed = REGISTRY.get(name)
+    plain = REGISTRY.get(name.removesuffix("_pack"))
+    d, dtype = 128, torch.float16
+    for nheads, nheads_kv, sq in [(8, 2, 1), (16, 2, 2), (32, 4, 3)]:
+        lengths = [3, 200, 1031]
+        cap = 1100
+        k_cache = rand(len(lengths), cap, nheads_kv, d, dtype=dtype)
+        v_cache = rand(len(lengths), cap, nheads_kv, d, dtype=dtype)
+        seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+        q = rand(len(lengths), sq, nheads, d, dtype=dtype)
+        for splits in (1, 3):
+            a, lse_a = attention_with_kvcache(q, k_cache, v_cache, seqlens, num_splits=splits, return_lse=True,
+                                              variant=packed)
+            b, lse_b = attention_with_kvcache(q, k_cache, v_cache, seqlens, num_splits=splits, return_lse=True,
+                                              variant=plain)
+            torch.testing.assert_close(lse_a, lse_b, atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(a.float(), b.float(), atol=2e-3, rtol=2e-3)
+            ks = [k_cache[i : i + 1, :n] for i, n in enumerate(lengths)]
+            vs = [v_cache[i : i + 1, :n] for i, n in enumerate(lengths)]
+            check_rows(a, lse_a, q, ks, vs, True, (-1, -1))
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["paged", "contiguous"])
+def test_lengths_past_capacity_are_clamped_without_check(paged):
+    """Without check_lengths nothing reads the lengths on the host: appends past the capacity are dropped on the
+    device (no other slot written, spare blocks included) and the attention reads at most the capacity."""
+    d, dtype, nheads, nheads_kv, bs = 64, torch.bfloat16, 4, 2, 16
+    lengths = [10, 40]  # capacity 48 per sequence; 12 new tokens overflow the second one by 4
+    if paged:
+        k_cache, v_cache, table = make_paged([47, 47], bs, nheads_kv, d, dtype)  # 3 + 1 blocks per row
+        table = table[:, :3].contiguous()
+    else:
+        k_cache = rand(2, 48, nheads_kv, d, dtype=dtype)
+        v_cache = rand(2, 48, nheads_kv, d, dtype=dtype)
+        table = None
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    k_new = rand(2, 12, nheads_kv, d, dtype=dtype)
+    v_new = rand(2, 12, nheads_kv, d, dtype=dtype)
+    q = rand(2, 12, nheads, d, dtype=dtype)
+    k_before, v_before = k_cache.clone(), v_cache.clone()
+    out = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, k=k_new, v=v_new)
+    written = torch.zeros(k_cache.shape[:2], dtype=torch.bool, device="cuda")
+    for b, n in enumerate(lengths):
+        for i in range(12):
+            pos = n + i
+            if pos >= 48:
+                continue
+            slot = (table[b, pos // bs].item(), pos % bs) if paged else (b, pos)
+            written[slot] = True
+            assert torch.equal(k_cache[slot], k_new[b, i]) and torch.equal(v_cache[slot], v_new[b, i])
+    assert torch.equal(k_cache[~written], k_before[~written]) and torch.equal(v_cache[~written], v_before[~written])
+    for b, n in enumerate(lengths):
+        total = min(n + 12, 48)
+        kb = gather(k_cache, table[b], total) if paged else k_cache[b : b + 1, :total]
+        vb = gather(v_cache, table[b], total) if paged else v_cache[b : b + 1, :total]
+        check_rows(out[b : b + 1], None, q[b : b + 1], [kb], [vb], True, (-1, -1))

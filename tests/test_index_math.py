@@ -12,16 +12,17 @@ from cute_attention.index_math import (
 )
 
 
-def _tile_classes(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right):
-    """For every KV tile: (any visible, right-side cut, left-side cut) over the valid rows."""
-    rows = range(q_start, min(q_start + tile_m, sq))
+def _tile_classes(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right, group=1):
+    """For every KV tile: (any visible, right-side cut, left-side cut) over the valid rows
+    (with ``group`` > 1 the rows are packed heads: row i is token i // group)."""
+    rows = range(q_start, min(q_start + tile_m, sq * group))
     out = []
     for n in range(ceil_div(sk, tile_n) + 1):
         any_vis = False
         right_cut = False  # some (row, col) hidden by the right bound or by seqlen_k
         left_cut = False  # some (row, col) hidden by the left bound alone
         for i in rows:
-            p = i + sk - sq
+            p = i // group + sk - sq
             for j in range(n * tile_n, (n + 1) * tile_n):
                 vis = key_visible(p, j, sk, left, right, has_left, has_right)
                 any_vis |= vis
@@ -46,13 +47,35 @@ CASES = list(
 
 @pytest.mark.parametrize("tile_m,tile_n,sq,sk,flags", CASES)
 def test_schedule_matches_brute_force(tile_m, tile_n, sq, sk, flags):
+    _check_schedules(tile_m, tile_n, sq, sk, flags, 1)
+
+
+PACKED_CASES = list(
+    itertools.product(
+        [2, 3, 4],  # group: query heads per KV head packed into the rows
+        [2, 4, 8],  # tile_m
+        [1, 2, 3],  # tile_n
+        [1, 2, 3, 5],  # seqlen_q
+        [1, 3, 5, 9],  # seqlen_k
+        [(False, False), (False, True), (True, False), (True, True)],
+    )
+)
+
+
+@pytest.mark.parametrize("group,tile_m,tile_n,sq,sk,flags", PACKED_CASES)
+def test_packed_schedule_matches_brute_force(group, tile_m, tile_n, sq, sk, flags):
+    """PackGQA: a tile's rows are (token, head) pairs, row r = token r // group; the same tightness rules."""
+    _check_schedules(tile_m, tile_n, sq, sk, flags, group)
+
+
+def _check_schedules(tile_m, tile_n, sq, sk, flags, group):
     has_left, has_right = flags
     lefts = range(0, 6) if has_left else [0]
     rights = range(0, 6) if has_right else [0]
     for left, right in itertools.product(lefts, rights):
-        for q_start in range(0, sq, tile_m):
-            s = kv_tile_schedule(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right)
-            classes = _tile_classes(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right)
+        for q_start in range(0, sq * group, tile_m):
+            s = kv_tile_schedule(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right, group)
+            classes = _tile_classes(q_start, tile_m, tile_n, sq, sk, left, right, has_left, has_right, group)
             ctx = (q_start, left, right, s)
             assert 0 <= s.n_lo <= s.n_hi, ctx
             assert s.back >= 0 and s.mid >= 0 and s.front >= 0, ctx

@@ -67,7 +67,7 @@ class Sm70Sync:
         acc_S = impl.compute_qk(a.st, K_SLOT)
         if cutlass.const_expr(mask is not None):
             impl.mask_scores(a.st, acc_S, a.q_start, a.sched.n_hi - 1 - t, a.seqlen_q, a.seqlen_k,
-                             a.window_left, a.window_right, mask)
+                             a.window_left, a.window_right, mask, a.group)
         impl.softmax_step(a.softmax, acc_S, a.acc_O, is_first)
         tOrP = impl.convert_p(a.st, acc_S)
         a.it.save(rV, a.v_part.dst[None, None, None, V_SLOT])

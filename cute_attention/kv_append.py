@@ -1,0 +1,73 @@
+"""KV append: write new K/V tokens into their cache slots on the device (TurboMind's ``processKV`` step, no quant).
+
+Token ``i`` of sequence ``b`` goes to logical position ``cache_seqlens[b] + i``: row ``pos`` of a contiguous
+cache, or row ``pos % block_size`` of block ``block_table[b, pos // block_size]`` of a paged one. Positions
+outside ``[0, capacity)`` are skipped, so no slot but the appended ones is ever written and the host never
+has to read the lengths (no synchronization). One CTA per (token, sequence) copies every KV head's
+16-byte vectors of K and V.
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+
+THREADS = 128
+VEC_BITS = 128
+
+
+class KVAppend:
+    """Kernel object for one dtype, head dim and cache kind (``block_size`` None = contiguous cache)."""
+
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, block_size: int | None):
+        self.dtype = dtype
+        self.head_dim = head_dim
+        self.block_size = block_size
+        self.vec = VEC_BITS // dtype.width
+        if head_dim % self.vec:
+            raise ValueError(f"head_dim must be a multiple of {self.vec}, got {head_dim}")
+        self.threads = THREADS
+
+    @cute.jit
+    def __call__(self, mKnew: cute.Tensor, mVnew: cute.Tensor, mKc: cute.Tensor, mVc: cute.Tensor,
+                 mPageTable: cute.Tensor | None, mSeqlens: cute.Tensor, stream):
+        """``mKnew``/``mVnew (batch, seqlen_new, nheads_kv, d)``; caches ``(batch, capacity, nheads_kv, d)`` or
+        paged ``(num_blocks, block_size, nheads_kv, d)`` with ``mPageTable (batch, max_blocks)``;
+        ``mSeqlens (batch,)`` int32 tokens already cached."""
+        self.kernel(mKnew, mVnew, mKc, mVc, mPageTable, mSeqlens).launch(
+            grid=[mKnew.shape[1], mKnew.shape[0], 1], block=[self.threads, 1, 1], stream=stream)
+
+    @cute.kernel
+    def kernel(self, mKnew: cute.Tensor, mVnew: cute.Tensor, mKc: cute.Tensor, mVc: cute.Tensor,
+               mPageTable: cute.Tensor | None, mSeqlens: cute.Tensor):
+        tidx, _, _ = cute.arch.thread_idx()
+        token, batch, _ = cute.arch.block_idx()
+        pos = mSeqlens[batch] + token
+        if cutlass.const_expr(self.block_size is None):
+            capacity = mKc.shape[1]
+        else:
+            capacity = mPageTable.shape[1] * self.block_size
+        if pos >= 0 and pos < capacity:
+            heads = mKnew.shape[2]
+            per_head = self.head_dim // self.vec
+            for i in cutlass.range(tidx, heads * per_head, self.threads, unroll=1):
+                head = i // per_head
+                j = i % per_head
+                if cutlass.const_expr(self.block_size is None):
+                    dst_k = mKc[batch, pos, head, None]
+                    dst_v = mVc[batch, pos, head, None]
+                else:
+                    block = mPageTable[batch, pos // self.block_size]
+                    row = pos % self.block_size
+                    dst_k = mKc[block, row, head, None]
+                    dst_v = mVc[block, row, head, None]
+                self.copy_vec(mKnew[batch, token, head, None], dst_k, j)
+                self.copy_vec(mVnew[batch, token, head, None], dst_v, j)
+
+    @cute.jit
+    def copy_vec(self, src: cute.Tensor, dst: cute.Tensor, j: Int32):
+        """Vector ``j`` (16 bytes) of a ``(d,)`` row."""
+        r = cute.make_rmem_tensor((self.vec,), self.dtype)
+        cute.autovec_copy(cute.local_tile(src, (self.vec,), (j,)), r)
+        cute.autovec_copy(r, cute.local_tile(dst, (self.vec,), (j,)))

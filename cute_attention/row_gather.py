@@ -1,0 +1,83 @@
+"""Row-gathered tiles: ``(rows, cols)`` tiles whose rows are not one strided run in global memory.
+
+Two sources have such tiles: a paged KV cache (rows of a tile may sit in different blocks) and a PackGQA
+query tile (row ``r`` is query token ``r // group`` of head ``head0 + r % group``). A source implements
+``rows_view(n, rel)``: a ``(rows, cols)`` tensor in which tile row ``rel`` of tile ``n`` sits at its
+physical address. A gmem iterator partitions a source into a :class:`GatherPart`; indexing that part
+yields :class:`GatherTile`, whose row group ``m`` is the thread's slice of the view for its own row of
+that group. So one address computation per row group and tile, and the copies stay 16-byte vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+
+
+@dataclass(frozen=True)
+class GatherPart:
+    """A thread's view of a row source: ``part[None, None, None, n]`` is tile ``n``; ``part[None, m, None]``
+    is row group ``m`` of a source with a single tile."""
+
+    src: Any
+    thr: Any  # the thread's slice of the gmem iterator's tiled copy
+    row0: Any  # this thread's first row inside the tile
+    t0_rows: Any  # compile-time first rows of thread 0's row groups
+
+    def __getitem__(self, idx):
+        if len(idx) == 4:
+            return GatherTile(self, idx[3])
+        return GatherTile(self, None)[idx]
+
+
+@dataclass(frozen=True)
+class GatherTile:
+    """Tile ``n`` of a row source; ``tile[None, m, None]``: the thread's ``(CPY, CPY_COLS)`` view of row group ``m``."""
+
+    part: GatherPart
+    n: Any
+
+    def __getitem__(self, idx):
+        return self.rows(idx[1])
+
+    @cute.jit
+    def rows(self, m: cutlass.Constexpr):
+        p = self.part
+        view = p.src.rows_view(self.n, p.row0 + p.t0_rows[m])
+        return p.thr.partition_S(view)[None, m, None]
+
+
+def row_view(ptr: cute.Pointer, rows: int, cols: int) -> cute.Tensor:
+    """A ``(rows, cols)`` view in which every row is the one at ``ptr`` (row stride 0)."""
+    return cute.make_tensor(ptr, cute.make_layout((rows, cols), stride=(0, 1)))
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """PackGQA rows of one (batch, KV head): tile row ``r`` of the tile at ``row_start`` is token
+    ``(row_start + r) // group`` of query head ``head0 + (row_start + r) % group``.
+
+    ``m3`` is ``(seqlen_q, nheads, d)`` (Q or O of one batch) or ``(seqlen_q, nheads)`` (the LSE of one batch,
+    transposed view); ``rows``/``cols`` are the tile's extent.
+    """
+
+    m3: Any
+    row_start: Any
+    group: Any
+    head0: Any
+    rows: int
+    cols: int
+
+    def coords(self, rel: Int32) -> tuple[Int32, Int32]:
+        """(token, head) of tile row ``rel``."""
+        r = self.row_start + rel
+        return r // self.group, self.head0 + r % self.group
+
+    @cute.jit
+    def rows_view(self, n, rel: Int32) -> cute.Tensor:
+        token, head = self.coords(rel)
+        return row_view(self.m3[token, head, None].iterator, self.rows, self.cols)
