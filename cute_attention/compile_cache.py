@@ -181,13 +181,13 @@ def compile_append(key: AppendKey, dump_dir: str | None = None) -> CompiledKerne
     return CompiledKernel(key, fn, 0, kernel.threads, seconds, cubin)
 
 
-def compile_any(key, dump_dir: str | None = None) -> CompiledKernel:
+def compile_any(key) -> CompiledKernel:
     """Compile an attention, reduction or append key."""
     if isinstance(key, ReduceKey):
-        return compile_reduce(key, dump_dir)
+        return compile_reduce(key)
     if isinstance(key, AppendKey):
-        return compile_append(key, dump_dir)
-    return compile_key(key, dump_dir)
+        return compile_append(key)
+    return compile_key(key)
 
 
 def compile_key(key: CompileKey, dump_dir: str | None = None) -> CompiledKernel:

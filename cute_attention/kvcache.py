@@ -32,12 +32,8 @@ from cute_attention.masks import MaskSpec
 from cute_attention.registry import DEFAULT_CONFIG, AttnDesc
 from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
-
-def _check_layout(name: str, t: torch.Tensor) -> None:
-    """Caches and ``out`` are used in place: the stride rule and a 16-byte aligned base, as they are."""
-    _check_strides(name, t)
-    if t.data_ptr() % 16:
-        raise ValueError(f"{name} must have a 16-byte aligned base pointer")
+_PLANS: dict = {}
+_MAX_PLANS = 4096
 
 
 def attention_with_kvcache(
@@ -71,6 +67,36 @@ def attention_with_kvcache(
     appended tokens past it are dropped. ``check_lengths=True`` reads them on the host first (one
     synchronization) and raises ``ValueError`` instead. Returns ``out`` or ``(out, lse)``.
     """
+    sig = None
+    if all(type(t) is torch.Tensor for t in (q, k_cache, v_cache, cache_seqlens)) and all(
+            t is None or type(t) is torch.Tensor for t in (block_table, k, v, out)):
+        # the call's signature: everything validation looks at, types included, and no tensor data
+        sig = (_tsig(q), _tsig(k_cache), _tsig(v_cache), _tsig(cache_seqlens), _tsig(block_table), _tsig(k),
+               _tsig(v), _tsig(out), softmax_scale, type(softmax_scale), causal, type(causal), window_size,
+               type(window_size), num_splits, type(num_splits), return_lse, type(return_lse), variant,
+               check_lengths, type(check_lengths))
+        if type(window_size) is tuple and len(window_size) == 2:
+            sig += (type(window_size[0]), type(window_size[1]))
+        try:
+            plan = _PLANS.get(sig)
+        except TypeError:  # an unhashable argument: validate every time
+            plan = sig = None
+        if plan is not None:
+            return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out)
+    plan = _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size,
+                 num_splits, return_lse, out, variant, check_lengths)
+    if sig is not None and len(_PLANS) < _MAX_PLANS:
+        _PLANS[sig] = plan
+    return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out)
+
+
+def _tsig(t):
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
+
+
+def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size, num_splits,
+          return_lse, out, variant, check_lengths) -> KVCachePlan:
+    """Validate one call signature (no tensor data involved) and choose its kernels and split count."""
     _check_tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
     paged = block_table is not None
     cache_dims = "(num_blocks, block_size, nheads_kv, head_dim)" if paged else "(batch, seqlen_cache, nheads_kv, d)"
@@ -97,6 +123,8 @@ def attention_with_kvcache(
         raise ValueError(f"q nheads {nheads} must be a multiple of k_cache nheads_kv {nheads_kv}")
     if tuple(cache_seqlens.shape) != (batch,):
         raise ValueError(f"cache_seqlens must have shape ({batch},), got {tuple(cache_seqlens.shape)}")
+    if batch > 1 and cache_seqlens.stride(0) != 1:
+        raise ValueError(f"cache_seqlens must be contiguous, got stride {cache_seqlens.stride()}")
     if batch == 0 or seqlen_q == 0 or nheads == 0:
         raise ValueError(f"empty problem: q shape {tuple(q.shape)}")
     if paged:
@@ -145,54 +173,80 @@ def attention_with_kvcache(
                     ("block_table", block_table), ("k", k), ("v", v), ("out", out)):
         if t is not None:
             _check_device(name, t, q)
-    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-        _check_layout(name, t)
-    if out is not None:
-        _check_layout("out", out)
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("out", out)):
+        if t is not None:
+            _check_strides(name, t)
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
     variant = _with_cache(base, PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True))
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
-
-    if check_lengths:
-        # one synchronizing read of the lengths; without it they are clamped to the capacity on the device
-        longest, shortest = torch.stack([cache_seqlens.max(), cache_seqlens.min()]).tolist()
-        if shortest < 0:
-            raise ValueError(f"cache_seqlens must be >= 0, got a minimum of {shortest}")
-        if longest + seqlen_new > capacity:
-            raise ValueError(f"cache_seqlens + seqlen_new reaches {longest + seqlen_new} tokens, past the cache's "
-                             f"capacity of {capacity} per sequence")
-
-    table = block_table if paged else None
-    # ---- append the new tokens on the device (only their slots; positions past the capacity are skipped) ----
-    seqlens_k = cache_seqlens
-    if k is not None and seqlen_new > 0:
-        k_run, v_run = (_aligned(t) for t in (k, v))
-        launcher.launch_append(launcher.append_for(dtype, head_dim, block_size if paged else 0), k_run, v_run,
-                               k_cache, v_cache, table, cache_seqlens)
-        seqlens_k = cache_seqlens + seqlen_new
-
-    q_run = _aligned(q)
-    if out is None:
-        out = torch.empty_like(q_run)
-    scale, lo, hi = softmax_scale, max(left, 0), max(right, 0)
     if num_splits == 0:
         split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
         ctas = launcher.unsplit_ctas(variant, batch, seqlen_q, nheads, nheads_kv)
         num_splits = launcher.choose_splits(split_kernel, ctas, math.ceil(capacity / variant.impl.tile_n),
                                             q.device.index, launcher.DECODE_WAVE_CAP)
     num_splits = min(num_splits, max(1, MAX_GRID_YZ // batch))
-    lse = torch.empty((batch, nheads, seqlen_q), dtype=torch.float32, device=q.device) if return_lse else None
     if num_splits == 1:
-        kernel = launcher.compiled_for(variant, dtype, head_dim, mask, return_lse)
-        launcher.launch(kernel, q_run, k_cache, v_cache, out, lse, scale, lo, hi, 1, table, seqlens_k)
+        kernel, reduce = launcher.compiled_for(variant, dtype, head_dim, mask, return_lse), None
     else:
-        split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
-        launcher.launch_split(split_kernel, launcher.reduce_for(dtype, head_dim, return_lse), q_run, k_cache, v_cache,
-                              out, lse, scale, lo, hi, num_splits, table, seqlens_k)
-    return out if lse is None else (out, lse)
+        kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
+        reduce = launcher.reduce_for(dtype, head_dim, return_lse)
+    append = launcher.append_for(dtype, head_dim, block_size if paged else 0) if seqlen_new > 0 else None
+    return KVCachePlan(kernel, reduce, append, num_splits, softmax_scale, max(left, 0), max(right, 0),
+                       (batch, nheads, seqlen_q) if return_lse else None, seqlen_new, capacity, check_lengths)
 
+
+class KVCachePlan:
+    """A validated call signature: kernels, split count and runtime scalars. Per call only data pointers'
+    alignment is checked (not part of the signature), and the lengths when ``check_lengths`` asks for it."""
+
+    __slots__ = ("kernel", "reduce", "append", "num_splits", "scale", "left", "right", "lse_shape", "seqlen_new",
+                 "capacity", "check_lengths")
+
+    def __init__(self, kernel, reduce, append, num_splits, scale, left, right, lse_shape, seqlen_new, capacity,
+                 check_lengths):
+        self.kernel = kernel
+        self.reduce = reduce
+        self.append = append
+        self.num_splits = num_splits
+        self.scale = scale
+        self.left = left
+        self.right = right
+        self.lse_shape = lse_shape
+        self.seqlen_new = seqlen_new
+        self.capacity = capacity
+        self.check_lengths = check_lengths
+
+    def launch(self, q, k_cache, v_cache, cache_seqlens, block_table, k, v, out):
+        for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("out", out)):
+            if t is not None and t.data_ptr() % 16:
+                raise ValueError(f"{name} must have a 16-byte aligned base pointer")
+        if self.check_lengths:
+            # one synchronizing read of the lengths; without it they are clamped to the capacity on the device
+            longest, shortest = torch.stack([cache_seqlens.max(), cache_seqlens.min()]).tolist()
+            if shortest < 0:
+                raise ValueError(f"cache_seqlens must be >= 0, got a minimum of {shortest}")
+            if longest + self.seqlen_new > self.capacity:
+                raise ValueError(f"cache_seqlens + seqlen_new reaches {longest + self.seqlen_new} tokens, past the "
+                                 f"cache's capacity of {self.capacity} per sequence")
+        # ---- append the new tokens on the device (only their slots; positions past the capacity are skipped) ----
+        seqlens_k = cache_seqlens
+        if self.append is not None:
+            launcher.launch_append(self.append, _aligned(k), _aligned(v), k_cache, v_cache, block_table,
+                                   cache_seqlens)
+            seqlens_k = cache_seqlens + self.seqlen_new
+        q = _aligned(q)
+        if out is None:
+            out = torch.empty_like(q)
+        lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
+        if self.reduce is None:
+            launcher.launch(self.kernel, q, k_cache, v_cache, out, lse, self.scale, self.left, self.right, 1,
+                            block_table, seqlens_k)
+        else:
+            launcher.launch_split(self.kernel, self.reduce, q, k_cache, v_cache, out, lse, self.scale, self.left,
+                                  self.right, self.num_splits, block_table, seqlens_k)
+        return out if lse is None else (out, lse)
 
 def _aligned(t: torch.Tensor) -> torch.Tensor:
     """``t``, or a contiguous copy when it breaks the compiled layout rule (read-only inputs only)."""

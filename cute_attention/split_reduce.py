@@ -2,16 +2,19 @@
 
 Split ``i`` of a row wrote its normalized output ``O_i`` (fp32) and ``LSE_i`` (natural log; ``-inf`` when
 the split saw no key). The merge is ``LSE = log Σ exp(LSE_i)`` and ``O = Σ exp(LSE_i − LSE)·O_i``: the
-same result as one pass over all keys, up to fp32 rounding. One warp merges one output row
-``(batch, query, head)``: its lanes first reduce the LSEs (32 splits at a time, any split count), then
-each lane sums its ``head_dim / 32`` columns over the splits.
+same result as one pass over all keys, up to fp32 rounding. One CTA merges one output row
+``(batch, query, head)`` in two levels: every warp reduces the LSEs (its lanes 32 splits at a time), then
+warp ``w`` sums splits ``w, w + warps, ...`` over its lanes' ``head_dim / 32`` columns (``unroll`` splits'
+loads in flight at once), and the warps' partial sums meet in shared memory. So a row with many splits
+has ``warps · unroll`` loads in flight instead of one, which is what a small-batch decode waits on.
 """
 
 from __future__ import annotations
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32
+from cutlass import Float32
+from cutlass.memory import SmemAllocator
 
 from cute_attention.softmax import LN2, LOG2_E, row_allreduce
 
@@ -22,13 +25,14 @@ ALL_LANES = (16, 8, 4, 2, 1)
 class SplitReduce:
     """Kernel object: ``(O_part, LSE_part) -> (O, LSE)`` for one output dtype and head dim."""
 
-    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, with_lse: bool, warps: int = 4):
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, with_lse: bool, warps: int = 4, unroll: int = 4):
         if head_dim % WARP:
             raise ValueError(f"head_dim must be a multiple of {WARP}, got {head_dim}")
         self.dtype = dtype
         self.head_dim = head_dim
         self.with_lse = with_lse
         self.warps = warps
+        self.unroll = unroll
         self.vec = head_dim // WARP
 
     @cute.jit
@@ -37,49 +41,57 @@ class SplitReduce:
         """``mOp (splits, batch, seqlen_q, nheads, d)`` fp32, ``mLSEp (splits, batch, nheads, seqlen_q)`` fp32,
         ``mO (batch, seqlen_q, nheads, d)``, ``mLSE (batch, nheads, seqlen_q)`` or None."""
         rows = mO.shape[0] * mO.shape[1] * mO.shape[2]
-        grid = cute.ceil_div(rows, self.warps)
-        self.kernel(mOp, mLSEp, mO, mLSE, rows).launch(grid=[grid, 1, 1], block=[self.warps * WARP, 1, 1],
-                                                       stream=stream)
+        smem = (self.warps - 1) * self.head_dim * 4
+        self.kernel(mOp, mLSEp, mO, mLSE).launch(grid=[rows, 1, 1], block=[self.warps * WARP, 1, 1], smem=smem,
+                                                 stream=stream)
 
     @cute.kernel
-    def kernel(self, mOp: cute.Tensor, mLSEp: cute.Tensor, mO: cute.Tensor, mLSE: cute.Tensor | None,
-               rows: Int32):
+    def kernel(self, mOp: cute.Tensor, mLSEp: cute.Tensor, mO: cute.Tensor, mLSE: cute.Tensor | None):
         tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
+        row, _, _ = cute.arch.block_idx()
         lane = tidx % WARP
-        row = bidx * self.warps + tidx // WARP
-        if row < rows:
-            nheads = mO.shape[2]
-            seqlen_q = mO.shape[1]
-            head = row % nheads
-            q = (row // nheads) % seqlen_q
-            batch = row // (nheads * seqlen_q)
-            splits = mOp.shape[0]
-            # ---- LSE of the merged row (base 2 inside) ----
-            m = -Float32.inf
-            for s0 in cutlass.range(0, splits, WARP, unroll=1):
-                if s0 + lane < splits:
-                    m = cute.arch.fmax(m, mLSEp[s0 + lane, batch, head, q])
-            m = row_allreduce(m, "max", ALL_LANES)
-            safe = 0.0 if m == -Float32.inf else m
-            total = Float32(0.0)
-            for s0 in cutlass.range(0, splits, WARP, unroll=1):
-                if s0 + lane < splits:
-                    total += cute.math.exp2((mLSEp[s0 + lane, batch, head, q] - safe) * LOG2_E, fastmath=True)
-            total = row_allreduce(total, "sum", ALL_LANES)
-            empty = total == 0.0
-            lse = -Float32.inf if empty else safe + cute.math.log2(total, fastmath=True) * LN2
-            lse_safe = 0.0 if empty else lse
-            # ---- O = Σ exp(LSE_i − LSE)·O_i over this lane's columns ----
-            acc = cute.make_rmem_tensor((self.vec,), Float32)
-            acc.fill(0.0)
-            part = cute.make_rmem_tensor((self.vec,), Float32)
-            for s in cutlass.range(splits, unroll=1):
-                w = cute.math.exp2((mLSEp[s, batch, head, q] - lse_safe) * LOG2_E, fastmath=True)
-                # (vec,) this lane's columns of split s
-                gOp = cute.local_tile(mOp[s, batch, q, head, None], (self.vec,), (lane,))
-                cute.autovec_copy(gOp, part)
-                acc.store(acc.load() + part.load() * w)
+        warp = tidx // WARP
+        nheads = mO.shape[2]
+        seqlen_q = mO.shape[1]
+        head = row % nheads
+        q = (row // nheads) % seqlen_q
+        batch = row // (nheads * seqlen_q)
+        splits = mOp.shape[0]
+        # ---- LSE of the merged row (every warp, base 2 inside) ----
+        m = -Float32.inf
+        for s0 in cutlass.range(0, splits, WARP, unroll=1):
+            if s0 + lane < splits:
+                m = cute.arch.fmax(m, mLSEp[s0 + lane, batch, head, q])
+        m = row_allreduce(m, "max", ALL_LANES)
+        safe = 0.0 if m == -Float32.inf else m
+        total = Float32(0.0)
+        for s0 in cutlass.range(0, splits, WARP, unroll=1):
+            if s0 + lane < splits:
+                total += cute.math.exp2((mLSEp[s0 + lane, batch, head, q] - safe) * LOG2_E, fastmath=True)
+        total = row_allreduce(total, "sum", ALL_LANES)
+        empty = total == 0.0
+        lse = -Float32.inf if empty else safe + cute.math.log2(total, fastmath=True) * LN2
+        lse_safe = 0.0 if empty else lse
+        # ---- this warp's splits: Σ exp(LSE_i − LSE)·O_i over the lane's columns ----
+        acc = cute.make_rmem_tensor((self.vec,), Float32)
+        acc.fill(0.0)
+        part = cute.make_rmem_tensor((self.vec,), Float32)
+        for s in cutlass.range(warp, splits, self.warps, unroll=self.unroll):
+            w = cute.math.exp2((mLSEp[s, batch, head, q] - lse_safe) * LOG2_E, fastmath=True)
+            # (vec,) this lane's columns of split s
+            cute.autovec_copy(cute.local_tile(mOp[s, batch, q, head, None], (self.vec,), (lane,)), part)
+            acc.store(acc.load() + part.load() * w)
+        # ---- the warps meet in shared memory; warp 0 writes the row ----
+        # (vec, lanes, warps - 1) partial sums of warps 1..
+        sAcc = SmemAllocator().allocate_tensor(
+            Float32, cute.make_layout((self.vec, WARP, self.warps - 1), stride=(1, self.vec, self.head_dim)), 16)
+        if warp > 0:
+            cute.autovec_copy(acc, sAcc[None, lane, warp - 1])
+        cute.arch.barrier()
+        if warp == 0:
+            for w in cutlass.range_constexpr(self.warps - 1):
+                cute.autovec_copy(sAcc[None, lane, w], part)
+                acc.store(acc.load() + part.load())
             rO = cute.make_rmem_tensor((self.vec,), self.dtype)
             rO.store(acc.load().to(self.dtype))
             cute.autovec_copy(rO, cute.local_tile(mO[batch, q, head, None], (self.vec,), (lane,)))
