@@ -47,6 +47,11 @@ def default_target() -> str:
     return "sm_80"
 
 
+def sm_version(target: str) -> int:
+    """``sm_90a`` -> 90."""
+    return int("".join(c for c in target.removeprefix("sm_") if c.isdigit()))
+
+
 @dataclass(frozen=True)
 class CompileKey:
     variant: Any
@@ -159,7 +164,7 @@ def _compile(kernel, args, target: str, ptxas_options: str, dump_dir: str | None
 def compile_reduce(key: ReduceKey, dump_dir: str | None = None) -> CompiledKernel:
     from cute_attention.split_reduce import SplitReduce
 
-    kernel = SplitReduce(DTYPES[key.dtype], key.head_dim, key.with_lse)
+    kernel = SplitReduce(DTYPES[key.dtype], key.head_dim, key.with_lse, pdl=sm_version(key.target) >= 90)
     args = (fake_partial_o(key.head_dim), fake_lse(splits=True), fake_bshd(DTYPES[key.dtype], key.head_dim),
             fake_lse() if key.with_lse else None, make_fake_stream(use_tvm_ffi_env_stream=True))
     fn, seconds, cubin = _compile(kernel, args, key.target, "", dump_dir)

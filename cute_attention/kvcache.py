@@ -185,7 +185,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
         ctas = launcher.unsplit_ctas(variant, batch, seqlen_q, nheads, nheads_kv)
         num_splits = launcher.choose_splits(split_kernel, ctas, math.ceil(capacity / variant.impl.tile_n),
-                                            q.device.index, launcher.DECODE_WAVE_CAP)
+                                            q.device.index, launcher.DECODE_WAVE_CAP, launcher.DECODE_CTAS_PER_SM)
     num_splits = min(num_splits, max(1, MAX_GRID_YZ // batch))
     if num_splits == 1:
         kernel, reduce = launcher.compiled_for(variant, dtype, head_dim, mask, return_lse), None

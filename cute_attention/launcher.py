@@ -18,8 +18,13 @@ from cute_attention.compile_cache import CACHE, AppendKey, CompiledKernel, Compi
 from cute_attention.index_math import num_splits_heuristic
 
 MAX_SPLITS = 128
-PREFILL_WAVE_CAP = 8  # TurboMind's caps on the waves a split count may add (DESIGN.md §2)
-DECODE_WAVE_CAP = 4
+PREFILL_WAVE_CAP = 8  # TurboMind's cap on the waves a split count may add (DESIGN.md §2)
+# Decode: TurboMind caps at 4 waves over the full occupancy. Here decode reads K/V at full bandwidth with two
+# resident CTAs per SM, and every split past one wave of those only adds partial-O traffic and reduction work:
+# in the H100 sweep (benchmarks/results/h100/sweep_decode.json) the fastest split counts were exactly the
+# cost model's choice with occupancy capped at 2 CTAs per SM and a 1-wave cap (b1: 33, b2: 16, b4: 8, b64: 1).
+DECODE_WAVE_CAP = 1
+DECODE_CTAS_PER_SM = 2
 
 
 @functools.cache
@@ -106,9 +111,13 @@ def unsplit_ctas(variant, batch: int, seqlen_q: int, nheads: int, nheads_kv: int
     return math.ceil(seqlen_q / variant.impl.tile_m) * nheads * batch
 
 
-def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index: int, wave_cap: int) -> int:
-    """``num_splits=0``: TurboMind's cost model over the split kernel's occupancy and the SM count."""
+def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index: int, wave_cap: int,
+                  occupancy_cap: int | None = None) -> int:
+    """``num_splits=0``: TurboMind's cost model over the split kernel's occupancy (at most ``occupancy_cap``
+    CTAs per SM when given) and the SM count."""
     sms, regs, threads, smem = _sm_limits(device_index)
     occupancy = ctas_per_sm(kernel, regs, threads, smem)
+    if occupancy_cap is not None:
+        occupancy = min(occupancy, occupancy_cap)
     return num_splits_heuristic(ctas, sms, occupancy, max(1, min(MAX_SPLITS, kv_tiles)), wave_cap)
 

@@ -25,7 +25,8 @@ ALL_LANES = (16, 8, 4, 2, 1)
 class SplitReduce:
     """Kernel object: ``(O_part, LSE_part) -> (O, LSE)`` for one output dtype and head dim."""
 
-    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, with_lse: bool, warps: int = 4, unroll: int = 4):
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, with_lse: bool, warps: int = 4, unroll: int = 4,
+                 pdl: bool = False):
         if head_dim % WARP:
             raise ValueError(f"head_dim must be a multiple of {WARP}, got {head_dim}")
         self.dtype = dtype
@@ -34,6 +35,9 @@ class SplitReduce:
         self.warps = warps
         self.unroll = unroll
         self.vec = head_dim // WARP
+        # programmatic dependent launch (sm_90+): the grid is staged while the attention kernel still runs and
+        # waits for it with griddepcontrol.wait, hiding most of the second launch's latency
+        self.pdl = pdl
 
     @cute.jit
     def __call__(self, mOp: cute.Tensor, mLSEp: cute.Tensor, mO: cute.Tensor, mLSE: cute.Tensor | None,
@@ -43,7 +47,7 @@ class SplitReduce:
         rows = mO.shape[0] * mO.shape[1] * mO.shape[2]
         smem = (self.warps - 1) * self.head_dim * 4
         self.kernel(mOp, mLSEp, mO, mLSE).launch(grid=[rows, 1, 1], block=[self.warps * WARP, 1, 1], smem=smem,
-                                                 stream=stream)
+                                                 stream=stream, use_pdl=self.pdl)
 
     @cute.kernel
     def kernel(self, mOp: cute.Tensor, mLSEp: cute.Tensor, mO: cute.Tensor, mLSE: cute.Tensor | None):
@@ -57,6 +61,8 @@ class SplitReduce:
         q = (row // nheads) % seqlen_q
         batch = row // (nheads * seqlen_q)
         splits = mOp.shape[0]
+        if cutlass.const_expr(self.pdl):
+            cute.arch.griddepcontrol_wait()  # the attention kernel's partials are complete and visible
         # ---- LSE of the merged row (every warp, base 2 inside) ----
         m = -Float32.inf
         for s0 in cutlass.range(0, splits, WARP, unroll=1):

@@ -108,3 +108,19 @@ def test_ctas_per_sm_takes_the_tightest_limit():
     assert ctas_per_sm(kernel(256, 1024, 32), **h100) == 8  # threads
     assert ctas_per_sm(kernel(128, 200 * 1024, 32), **h100) == 1
     assert CompiledKernel(None, None, 0, 32, 0.0).registers == 255  # no cubin: assume the worst
+
+
+def test_decode_split_choices_with_two_ctas_per_sm():
+    """The decode cap (2 CTAs per SM) on an H100's 132 SMs picks the split counts the sweep measured best
+    (benchmarks/results/h100/sweep_decode.json): 16-32 CTAs-worth per KV head at batch 1-2, 8 at batch 4, none
+    once the unsplit grid fills the GPU."""
+    from cute_attention.launcher import DECODE_CTAS_PER_SM, DECODE_WAVE_CAP
+
+    def pick(ctas, kv_tiles):
+        return num_splits_heuristic(ctas, 132, DECODE_CTAS_PER_SM, min(128, kv_tiles), DECODE_WAVE_CAP)
+
+    assert pick(8, 2048) == 33  # b1 ctx128k, 8 KV heads (packed GQA): 264 CTAs, one wave at 2 per SM
+    assert pick(16, 1024) == 16  # b2 ctx64k
+    assert pick(32, 512) == 8  # b4 ctx32k
+    assert pick(512, 64) == 1  # b64 ctx4k: 512 CTAs already fill two waves
+    assert pick(8, 4) == 4  # never more splits than KV tiles
