@@ -18,6 +18,7 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 from cute_attention.arch.layouts import pointer_swizzled_tile, smem_tile
+from cute_attention.arch.warp_mma_impl import merge_groups
 from cute_attention.masks import apply_mask
 from cute_attention.softmax import OnlineSoftmax
 
@@ -80,20 +81,20 @@ class WarpAtom:
     row_lanes: tuple[int, ...]
 
 
-def tv_layout(op: OperandMap, rows: int, cols: int, warp: Mode, blocks: tuple[Mode, ...]) -> cute.Layout:
-    """``(thread, (atom values, *blocks))`` -> column-major index of a ``(rows, cols[, slots])`` tile."""
+def tv_modes(op: OperandMap, rows: int, cols: int, warps: tuple[Mode, ...], blocks: tuple[Mode, ...]) -> tuple:
+    """(shape, stride) of ``(thread, (atom values, *blocks))`` -> column-major index of a ``(rows, cols[, slots])``
+    tile, as plain Python tuples; ``warps``: the modes of the warp index above the lane bits (query-row warps,
+    then KV-slice groups)."""
 
     def stride(axis: int, step: int) -> int:
         return step * (1, rows, rows * cols)[axis]
 
-    thr = (*op.lanes, warp)
+    thr = (*op.lanes, *warps)
     vals = op.values
     atom_shape = tuple(e for e, _, _ in vals) if len(vals) > 1 else vals[0][0]
     atom_stride = tuple(stride(a, s) for _, a, s in vals) if len(vals) > 1 else stride(vals[0][1], vals[0][2])
-    return cute.make_layout(
-        (tuple(e for e, _, _ in thr), (atom_shape, *(e for e, _, _ in blocks))),
-        stride=(tuple(stride(a, s) for _, a, s in thr), (atom_stride, *(stride(a, s) for _, a, s in blocks))),
-    )
+    return ((tuple(e for e, _, _ in thr), (atom_shape, *(e for e, _, _ in blocks))),
+            (tuple(stride(a, s) for _, a, s in thr), (atom_stride, *(stride(a, s) for _, a, s in blocks))))
 
 
 def rows_cols_layout(val_modes: list[tuple[int, int]]) -> cute.Layout:
@@ -133,7 +134,7 @@ class LdsTiles:
     tile_m: int = 64
     tile_n: int = 64
     warps_q: int = 4
-    warps_s: int = 1  # only 1: every warp owns whole rows of S, P and O
+    warps_s: int = 1  # groups of warps_q warps, each taking a tile_n / warps_s slice of every KV tile (merged)
     rescale_threshold: float | None = None
     k_unroll: int = 4  # unroll of the k-loop (operand loads of later steps overlap the current MMAs)
 
@@ -180,27 +181,31 @@ class LdsMmaImpl:
         self.rescale_threshold = tiles.rescale_threshold
         self.k_unroll = tiles.k_unroll
         self.q_in_regs = False
-        self.group_threads = self.threads
-        self.slice_n = self.tile_n
+        self.group_threads = self.warps_q * WARP
+        self.slice_n = self.tile_n // self.warps_s
         self.warp_m = self.tile_m // self.warps_q
         self.check_tiles()
 
     # ---- static checks and sizes (host side, plain Python) ----
     def check_tiles(self) -> None:
         at = self.atom
-        if self.warps_s != 1:
-            raise ValueError(f"{self.name} needs warps_s == 1 (each warp owns whole rows), got {self.warps_s}")
+        if self.warps_s < 1 or self.tile_n % self.warps_s:
+            raise ValueError(f"warps_s={self.warps_s} must be >= 1 and divide tile_n={self.tile_n}")
         if self.tile_m % (self.warps_q * at.m):
             raise ValueError(f"tile_m={self.tile_m} must be a multiple of warps_q*{at.m}={self.warps_q * at.m}")
-        if self.tile_n % at.n_s or self.tile_n % K_STEP:
-            raise ValueError(f"tile_n={self.tile_n} must be a multiple of {at.n_s} for {self.name}")
+        if self.slice_n % at.n_s or self.slice_n % K_STEP:
+            raise ValueError(f"tile_n/warps_s={self.slice_n} must be a multiple of {max(at.n_s, K_STEP)} "
+                             f"for {self.name}")
         if self.head_dim % at.n_o or self.head_dim % K_STEP:
             raise ValueError(f"head_dim={self.head_dim} must be a multiple of {at.n_o} for {self.name}")
         if self.k_unroll < 1:
             raise ValueError(f"k_unroll must be >= 1, got {self.k_unroll}")
 
     def merge_bytes(self) -> int:
-        return 0
+        """Shared memory the cross-warp merge needs: partial O of every extra group plus M and L."""
+        if self.warps_s == 1:
+            return 0
+        return (self.warps_s - 1) * self.tile_m * self.head_dim * 4 + 2 * self.warps_s * self.tile_m * 4
 
     def scratch_bytes(self) -> int:
         """Shared memory for P (``tile_m × tile_n``, input dtype) between the two products."""
@@ -214,18 +219,29 @@ class LdsMmaImpl:
         return smem_tile(ptr, self.dtype, self.tile_n, self.head_dim, slots)
 
     def layouts(self, slots: int) -> dict[str, cute.Layout]:
-        """The CTA-wide (thread, values) maps of every operand and accumulator."""
-        at, d, n, wm = self.atom, self.head_dim, self.tile_n, self.warp_m
-        rows_q = (self.warps_q, 0, wm)  # warps split the query rows
-        bcast = (self.warps_q, 0, 0)  # every warp reads all of K and V
+        """The CTA-wide (thread, values) maps of every operand and accumulator (see :meth:`layout_modes`)."""
+        return {k: cute.make_layout(shape, stride=stride) for k, (shape, stride) in self.layout_modes(slots).items()}
+
+    def layout_modes(self, slots: int) -> dict[str, tuple]:
+        """(shape, stride) of every operand's and accumulator's CTA-wide (thread, values) map. ``S_local`` gives
+        the coordinates of a thread's scores inside its group's KV slice (the masks add the slice's offset)."""
+        at, d, n, sn, wm = self.atom, self.head_dim, self.tile_n, self.slice_n, self.warp_m
+        ws = self.warps_s
+        # warps_q warps split the query rows; the warps_s groups take KV slices (rows of K/V, columns of S/P)
+        rows_q = ((self.warps_q, 0, wm),) + (((ws, 0, 0),) if ws > 1 else ())  # O: every group holds all of O
+        kv_rows = ((self.warps_q, 0, 0),) + (((ws, 0, sn),) if ws > 1 else ())  # each warp reads its group's slice
+        s_cols = ((self.warps_q, 0, wm),) + (((ws, 1, sn),) if ws > 1 else ())
         mb = (wm // at.m, 0, at.m)
         return {
-            "Q": tv_layout(at.a, self.tile_m, d, rows_q, (mb, (d // K_STEP, 1, K_STEP))),
-            "K": tv_layout(at.b_col, n, d, bcast, ((n // at.n_s, 0, at.n_s), (d // K_STEP, 1, K_STEP), (slots, 2, 1))),
-            "S": tv_layout(at.c_s, self.tile_m, n, rows_q, (mb, (n // at.n_s, 1, at.n_s))),
-            "P": tv_layout(at.a, self.tile_m, n, rows_q, (mb, (n // K_STEP, 1, K_STEP))),
-            "V": tv_layout(at.b_row, n, d, bcast, ((d // at.n_o, 1, at.n_o), (n // K_STEP, 0, K_STEP), (slots, 2, 1))),
-            "O": tv_layout(at.c_o, self.tile_m, d, rows_q, (mb, (d // at.n_o, 1, at.n_o))),
+            "Q": tv_modes(at.a, self.tile_m, d, rows_q, (mb, (d // K_STEP, 1, K_STEP))),
+            "K": tv_modes(at.b_col, n, d, kv_rows, ((sn // at.n_s, 0, at.n_s), (d // K_STEP, 1, K_STEP),
+                                                     (slots, 2, 1))),
+            "S": tv_modes(at.c_s, self.tile_m, n, s_cols, (mb, (sn // at.n_s, 1, at.n_s))),
+            "S_local": tv_modes(at.c_s, self.tile_m, sn, rows_q, (mb, (sn // at.n_s, 1, at.n_s))),
+            "P": tv_modes(at.a, self.tile_m, n, s_cols, (mb, (sn // K_STEP, 1, K_STEP))),
+            "V": tv_modes(at.b_row, n, d, kv_rows, ((d // at.n_o, 1, at.n_o), (sn // K_STEP, 0, K_STEP),
+                                                     (slots, 2, 1))),
+            "O": tv_modes(at.c_o, self.tile_m, d, rows_q, (mb, (d // at.n_o, 1, at.n_o))),
         }
 
     def rows_cols(self, t: cute.Tensor, c: OperandMap) -> cute.Tensor:
@@ -244,20 +260,20 @@ class LdsMmaImpl:
         sQ = pointer_swizzled_tile(sQ.iterator, self.dtype, self.tile_m, self.head_dim)
         sKV = pointer_swizzled_tile(sKV.iterator, self.dtype, self.tile_n, self.head_dim, cute.size(sKV.shape[2]))
         sP = pointer_swizzled_tile(scratch, self.dtype, self.tile_m, self.tile_n)
-        cS = cute.make_identity_tensor((self.tile_m, self.tile_n))
+        cS = cute.make_identity_tensor((self.tile_m, self.slice_n))
         cO = cute.make_identity_tensor((self.tile_m, self.head_dim))
         sl3 = (None, None, None)
         sl4 = (None, None, None, None)
         return LdsState(
-            tq=tidx,
-            ws=Int32(0),
+            tq=tidx % self.group_threads if self.warps_s > 1 else tidx,
+            ws=tidx // self.group_threads if self.warps_s > 1 else Int32(0),
             tSsQ=cute.composition(sQ, tv["Q"])[(tidx, sl3)],
             tSsK=cute.composition(sKV, tv["K"])[(tidx, sl4)],
             tOsP=cute.composition(sP, tv["P"])[(tidx, sl3)],
             tOsV=cute.composition(sKV, tv["V"])[(tidx, sl4)],
             tSsP=cute.composition(sP, tv["S"])[(tidx, sl3)],
-            tScS_mn=self.rows_cols(cute.composition(cS, tv["S"])[(tidx, sl3)], self.atom.c_s),
-            t0ScS_mn=self.rows_cols(cute.composition(cS, tv["S"])[(0, sl3)], self.atom.c_s),
+            tScS_mn=self.rows_cols(cute.composition(cS, tv["S_local"])[(tidx, sl3)], self.atom.c_s),
+            t0ScS_mn=self.rows_cols(cute.composition(cS, tv["S_local"])[(0, sl3)], self.atom.c_s),
             tOcO_mn=self.rows_cols(cute.composition(cO, tv["O"])[(tidx, sl3)], self.atom.c_o),
             tOsO=cute.composition(sQ, tv["O"])[(tidx, sl3)],
         )
@@ -293,7 +309,10 @@ class LdsMmaImpl:
     def mask_scores(self, st: LdsState, acc_S: cute.Tensor, q_start: Int32, n_tile: Int32,
                     seqlen_q: Int32, seqlen_k: Int32, window_left: Int32, window_right: Int32,
                     mask: cutlass.Constexpr, group=1):
-        apply_mask(self.rows_cols(acc_S, self.atom.c_s), st.tScS_mn, st.t0ScS_mn, q_start, n_tile * self.tile_n,
+        col_base = n_tile * self.tile_n
+        if cutlass.const_expr(self.warps_s > 1):
+            col_base = col_base + st.ws * self.slice_n
+        apply_mask(self.rows_cols(acc_S, self.atom.c_s), st.tScS_mn, st.t0ScS_mn, q_start, col_base,
                    seqlen_q, seqlen_k, window_left, window_right, mask, group)
 
     @cute.jit
@@ -341,7 +360,8 @@ class LdsMmaImpl:
     # ---- end of the mainloop ----
     @cute.jit
     def merge(self, st: LdsState, softmax: OnlineSoftmax, acc_O: cute.Tensor, smem_merge: cute.Pointer):
-        raise NotImplementedError(f"{self.name} runs with warps_s == 1")
+        """Combine the ``warps_s`` groups' (M, L, O); the same exact merge as the warp-MMA Impls'."""
+        merge_groups(self, st, softmax, acc_O, smem_merge)
 
     @cute.jit
     def store_o(self, st: LdsState, acc_O: cute.Tensor, sO: cute.Tensor):

@@ -102,7 +102,14 @@ SM80_M16N64_W1X4_PACK = dataclasses.replace(SM80_M16N64_W1X4, name="sm80_m16n64_
 # Speculative decoding / short queries with larger groups (up to 64 packed rows, e.g. 8 tokens x 8 heads).
 SM80_M64N64_WS2_PACK = dataclasses.replace(SM80_M64N64_WS2, name="sm80_m64n64_w2x2_pack", pack_gqa=True)
 
+# Decode with 1-2 query heads per KV head (TurboMind's SIMT decode path): a 16-row MMA would compute 14-15 idle
+# rows, so up to 8 packed rows run on CUDA-core FMA (SIMT Impl, LDS.64 operands) while four warp groups split
+# every KV tile of the cp.async ring, merged at the end.
+SIMT_M8N64_W1X4_PACK = Variant("simt_m8n64_w1x4_s3_pack", Simt(8, 64, 1, 4, k_unroll=2), Sm80CpAsync(3),
+                               head_dims=(64, 96, 128), pack_gqa=True)
+
 REGISTRY = Registry()
+REGISTRY.register(SIMT_M8N64_W1X4_PACK, lambda d: d.group <= 2 and d.seqlen_q * d.group <= 8)
 REGISTRY.register(SM80_M16N64_W1X4_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16)
 REGISTRY.register(SM80_M64N64_WS2_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM80_M16N64_W1X4, lambda d: d.seqlen_q <= 16)

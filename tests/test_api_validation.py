@@ -89,8 +89,11 @@ def test_lds_impls_reject_bad_tiles():
 
     with pytest.raises(ValueError, match="float16 operands only"):
         Mma884(64, 64, 4).build(cutlass.BFloat16, 128)
-    with pytest.raises(ValueError, match="warps_s == 1"):
-        Simt(64, 64, 2, warps_s=2).build(cutlass.Float16, 128)
+    with pytest.raises(ValueError, match="warps_s=3 must be >= 1 and divide tile_n=64"):
+        Simt(64, 64, 2, warps_s=3).build(cutlass.Float16, 128)
+    with pytest.raises(ValueError, match="tile_n/warps_s=2 must be a multiple of 4"):
+        Simt(8, 64, 1, warps_s=32).build(cutlass.Float16, 128)
+    assert Simt(8, 64, 1, warps_s=4).build(cutlass.Float16, 128).slice_n == 16
     with pytest.raises(ValueError, match="tile_m=48"):
         Mma884(48, 64, 4).build(cutlass.Float16, 128)
     with pytest.raises(ValueError, match="k_unroll"):

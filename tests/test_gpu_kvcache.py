@@ -137,8 +137,9 @@ def test_bad_kvcache_input_writes_nothing():
 @pytest.mark.parametrize("group", [1, 2, 4, 8, 16], ids=lambda g: f"gqa{g}")
 @pytest.mark.parametrize("block_size", [16, 64], ids=["bs16", "bs64"])
 def test_decode_head_groups(group, block_size):
-    """Decode and speculative decode (1-8 query tokens) for GQA groups 1..16: the registry's choice (query heads
-    packed into the CTA's rows when the group allows it) and every split count, against the gathered reference."""
+    """Decode and speculative decode (1-8 query tokens) for GQA groups 1..16: the registry's choice (SIMT for groups
+    1-2 up to 8 packed rows, else query heads packed into a tensor-core tile when the group allows it) and every
+    split count, against the gathered reference."""
     from cute_attention.registry import REGISTRY, AttnDesc
 
     d, dtype, nheads_kv = 128, torch.bfloat16, 2
@@ -150,7 +151,11 @@ def test_decode_head_groups(group, block_size):
     vs = [gather(v_cache, table[b], n) for b, n in enumerate(lengths)]
     for sq in (1, 2, 5, 8):
         chosen = REGISTRY.find(AttnDesc(d, "bfloat16", sq, 2 * block_size + 3, True, False, group))
-        assert chosen.pack_gqa == (group > 1 and sq * group <= 64), (sq, group, chosen.name)
+        rows = sq * group
+        expected = ("simt_m8n64_w1x4_s3_pack" if group <= 2 and rows <= 8 else "sm80_m16n64_w1x4_s3_pack"
+                    if group > 1 and rows <= 16 else "sm80_m64n64_w2x2_pack" if group > 1 and rows <= 64
+                    else "sm80_m16n64_w1x4_s3")
+        assert chosen.name == expected, (sq, group, chosen.name)
         q = rand(len(lengths), sq, nheads, d, dtype=dtype)
         for splits in (1, 4, 0):
             for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]:

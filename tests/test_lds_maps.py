@@ -91,3 +91,66 @@ def test_simt_lane_holds_its_own_operands():
             assert m_o == m
             for k in range(K_STEP):
                 assert at.b_row.coords(lane, j + 4 * k) == (k, d)
+
+
+def _flat(t):
+    return [x for e in t for x in _flat(e)] if isinstance(t, tuple) else [t]
+
+
+def _evaluate(shape, stride):
+    """{(thread, value): index} of a (thread, values) map given as plain (shape, stride) tuples."""
+    out = {}
+    ts, tt = _flat(shape[0]), _flat(stride[0])
+    vs, vt = _flat(shape[1]), _flat(stride[1])
+    threads, values = 1, 1
+    for e in ts:
+        threads *= e
+    for e in vs:
+        values *= e
+
+    def offset(i, shapes, strides):
+        off = 0
+        for e, s in zip(shapes, strides):
+            off += (i % e) * s
+            i //= e
+        return off
+
+    for t in range(threads):
+        for v in range(values):
+            out[t, v] = offset(t, ts, tt) + offset(v, vs, vt)
+    return out, threads
+
+
+@pytest.mark.parametrize("tiles", [(8, 64, 1, 4), (16, 64, 2, 2), (64, 64, 4, 1)], ids=["w1x4", "w2x2", "w4x1"])
+def test_simt_cta_maps_with_kv_slices(tiles):
+    """CTA-wide maps of the SIMT Impl when warps split the KV tile (decode): every score and P element of the
+    tile is owned exactly once, each warp group reads K/V only from its own slice of rows, and every group holds
+    all of O exactly once (merged at the end)."""
+    import cutlass
+
+    from cute_attention.arch.sm70 import Simt
+
+    tile_m, tile_n, warps_q, warps_s = tiles
+    d = 64
+    impl = Simt(tile_m, tile_n, warps_q, warps_s).build(cutlass.Float16, d)
+    modes = impl.layout_modes(1)
+    group = warps_q * 32
+    sn = tile_n // warps_s
+    for name, size in (("S", tile_m * tile_n), ("O", tile_m * d)):
+        idx, threads = _evaluate(*modes[name])
+        per_group = Counter()
+        for (t, _), i in idx.items():
+            per_group[t // group, i] += 1
+        if name == "S":  # the tile once over the whole CTA
+            assert sorted(Counter(idx.values()).values()) == [1] * size
+        else:  # O: once per group
+            assert all(c == 1 for c in per_group.values()) and len(per_group) == warps_s * size
+    for name in ("K", "V"):
+        idx, _ = _evaluate(*modes[name])
+        for (t, _), i in idx.items():
+            row = i % tile_n  # column-major (tile_n, d) tile: the row is the KV position
+            assert row // sn == t // group, (name, t, row)
+        assert {i % tile_n for i in idx.values()} == set(range(tile_n))
+    idx, _ = _evaluate(*modes["S_local"])
+    assert {i % tile_m for i in idx.values()} == set(range(tile_m))
+    assert {i // tile_m for i in idx.values()} == set(range(sn))
