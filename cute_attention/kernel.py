@@ -21,6 +21,7 @@ from cutlass.cutlass_dsl import SMEM_CAPACITY_MAP
 from cutlass.memory import SmemAllocator
 
 from cute_attention.arch.gmem_iterator import StoreIterator
+from cute_attention.arch.thread_map import ThreadMap
 from cute_attention.index_math import kv_tile_schedule, split_schedule
 from cute_attention.mainloop_args import MainloopArgs
 from cute_attention.masks import MaskSpec
@@ -82,6 +83,10 @@ class AttentionKernel:
             return f"dtype {dtype_name} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
+        rows_per_pass = ThreadMap(self.threads, self.head_dim, self.dtype.width).rows_per_pass
+        if self.tile_m < rows_per_pass:
+            return (f"tile_m {self.tile_m} is smaller than the {rows_per_pass} rows one pass of {self.threads} threads "
+                    f"copies at head_dim {self.head_dim}")
         limit = smem_capacity(target)
         if self.smem_bytes() > limit:
             return f"needs {self.smem_bytes()} B of shared memory, {target} has {limit}"

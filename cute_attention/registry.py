@@ -93,7 +93,8 @@ SM80_M64N64_WS2 = _sm80("sm80_m64n64_w2x2", 64, 64, 2, 2, 2, (64, 96, 128), spil
 # Decode and very short queries: 16 query rows per CTA and four warps splitting every KV tile (merged at the
 # end), 3-stage ring. With one query token a 128-row tile computes 127 idle rows per KV tile; this one reads
 # K/V at a much higher rate (benchmarks/results/h100/decode_variants.json).
-SM80_M16N64_W1X4 = _sm80("sm80_m16n64_w1x4_s3", 16, 64, 1, 4, 3, (64, 96, 128))
+# (Not d96: one copy pass of 128 threads covers 32 rows of a 96-wide tile, more than the tile's 16.)
+SM80_M16N64_W1X4 = _sm80("sm80_m16n64_w1x4_s3", 16, 64, 1, 4, 3, (64, 128))
 # Decode with GQA (TurboMind's decode CTA serving CTA_H query heads): the same tiles with every query head of
 # one KV head packed into M, so a CTA reads each K/V tile once for its whole group instead of once per head.
 # The row -> (token, head) arithmetic costs a few registers: the sm_80 d96 build spills 3 values.
@@ -102,14 +103,16 @@ SM80_M16N64_W1X4_PACK = dataclasses.replace(SM80_M16N64_W1X4, name="sm80_m16n64_
 # Speculative decoding / short queries with larger groups (up to 64 packed rows, e.g. 8 tokens x 8 heads).
 SM80_M64N64_WS2_PACK = dataclasses.replace(SM80_M64N64_WS2, name="sm80_m64n64_w2x2_pack", pack_gqa=True)
 
-# Decode with 1-2 query heads per KV head (TurboMind's SIMT decode path): a 16-row MMA would compute 14-15 idle
-# rows, so up to 8 packed rows run on CUDA-core FMA (SIMT Impl, LDS.64 operands) while four warp groups split
-# every KV tile of the cp.async ring, merged at the end.
+# Decode with 1-2 query heads per KV head (TurboMind's SIMT decode path): a 16-row MMA computes 14-15 idle rows,
+# so up to 8 packed rows run on CUDA-core FMA (SIMT Impl, LDS.64 operands) while four warp groups split every KV
+# tile of the cp.async ring, merged at the end. d128 only (at d < 128 one copy pass covers more than 8 rows).
+# On the H100 it reads K/V at half the rate of the 16-row tensor-core tile (MHA decode, 32 heads, paged 64:
+# 1345 vs 3048 GB/s at 1 x 128k; benchmarks/results/h100/decode_simt.json), so the registry does not pick it:
+# it is there by name, for GPUs where FMA issue is cheap relative to memory.
 SIMT_M8N64_W1X4_PACK = Variant("simt_m8n64_w1x4_s3_pack", Simt(8, 64, 1, 4, k_unroll=2), Sm80CpAsync(3),
-                               head_dims=(64, 96, 128), pack_gqa=True)
+                               head_dims=(128,), pack_gqa=True)
 
 REGISTRY = Registry()
-REGISTRY.register(SIMT_M8N64_W1X4_PACK, lambda d: d.group <= 2 and d.seqlen_q * d.group <= 8)
 REGISTRY.register(SM80_M16N64_W1X4_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16)
 REGISTRY.register(SM80_M64N64_WS2_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM80_M16N64_W1X4, lambda d: d.seqlen_q <= 16)
@@ -118,6 +121,7 @@ REGISTRY.register(SM80_M128N64, lambda d: d.head_dim == 64)
 REGISTRY.register(SM80_M128N64_S4L, lambda d: d.head_dim <= 128)
 REGISTRY.register(SM80_M64N64)
 REGISTRY.register(SM80_M128N32_W8, lambda d: False)  # spill-free alternative for d >= 192, by name
+REGISTRY.register(SIMT_M8N64_W1X4_PACK, lambda d: False)  # SIMT decode, by name (slower on the H100, see above)
 
 # "sm75": Turing's algorithm (m16n8k8 + the synchronous Sm70 mainloop, Q kept in registers so its shared
 # memory joins the K/V slots). 16 query rows per warp. d >= 192 keeps Q in shared memory: its fragments

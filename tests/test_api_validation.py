@@ -100,6 +100,28 @@ def test_lds_impls_reject_bad_tiles():
         Simt(64, 64, 4, k_unroll=0).build(cutlass.Float16, 64)
 
 
+def test_tiles_smaller_than_a_copy_pass_are_refused():
+    """A query tile must hold at least the rows one pass of the gmem iterator copies (else the copy would spill
+    past the tile in shared memory): 8 rows at d64 (16 per pass) and 16 rows at d96 (32 per pass) are refused."""
+    import dataclasses
+
+    import cutlass
+
+    from cute_attention.kernel import AttentionKernel
+    from cute_attention.masks import MaskSpec
+    from cute_attention.registry import REGISTRY, SIMT_M8N64_W1X4_PACK, SM80_M16N64_W1X4
+
+    wide = dataclasses.replace(SIMT_M8N64_W1X4_PACK, head_dims=(64, 128))
+    assert "smaller than the 16 rows" in AttentionKernel(wide, cutlass.Float16, 64, MaskSpec(), False).why_not()
+    assert AttentionKernel(wide, cutlass.Float16, 128, MaskSpec(), False).why_not() is None
+    d96 = dataclasses.replace(SM80_M16N64_W1X4, head_dims=(96,))
+    assert "smaller than the 32 rows" in AttentionKernel(d96, cutlass.Float16, 96, MaskSpec(), False).why_not()
+    for v in REGISTRY.variants():
+        for d in v.head_dims:
+            dtype = cutlass.Float16 if "float16" in v.dtypes else cutlass.BFloat16
+            assert AttentionKernel(v, dtype, d, MaskSpec(), False).why_not("sm_90a") is None, (v.name, d)
+
+
 def test_kvcache_bad_input_raises_before_device_work():
     from cute_attention import attention_with_kvcache
 
