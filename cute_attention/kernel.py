@@ -84,9 +84,10 @@ class AttentionKernel:
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
         rows_per_pass = ThreadMap(self.threads, self.head_dim, self.dtype.width).rows_per_pass
-        if self.tile_m < rows_per_pass:
-            return (f"tile_m {self.tile_m} is smaller than the {rows_per_pass} rows one pass of {self.threads} threads "
-                    f"copies at head_dim {self.head_dim}")
+        for name, rows in (("tile_m", self.tile_m), ("tile_n", self.tile_n)):
+            if rows < rows_per_pass:  # the copy would run past the tile in shared memory
+                return (f"{name} {rows} is smaller than the {rows_per_pass} rows one pass of {self.threads} threads "
+                        f"copies at head_dim {self.head_dim}")
         limit = smem_capacity(target)
         if self.smem_bytes() > limit:
             return f"needs {self.smem_bytes()} B of shared memory, {target} has {limit}"

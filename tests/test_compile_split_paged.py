@@ -7,9 +7,16 @@ import pytest
 
 from cute_attention.cache_iterators import LinearKVCache, PagedKVCache
 from cute_attention.catalog import sass_violations
-from cute_attention.compile_cache import CompileKey, ReduceKey, compile_key, compile_reduce
+from cute_attention.compile_cache import AppendKey, CompileKey, ReduceKey, compile_append, compile_key, compile_reduce
 from cute_attention.masks import MaskSpec
-from cute_attention.registry import SIMT_M64N64, SM75_M64N64, SM80_M128N64_S4L
+from cute_attention.registry import (
+    SIMT_M8N64_W1X4_PACK,
+    SIMT_M64N64,
+    SM75_M64N64,
+    SM80_M16N64_W1X4_PACK,
+    SM80_M64N64_WS2_PACK,
+    SM80_M128N64_S4L,
+)
 from cute_attention.sass import find_nvdisasm, inspect_cubin
 
 pytestmark = pytest.mark.skipif(find_nvdisasm() is None, reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)")
@@ -20,6 +27,12 @@ BUILDS = [
     (SM80_M128N64_S4L, PagedKVCache(64), True),
     (SM75_M64N64, PagedKVCache(256), True),
     (SIMT_M64N64, LinearKVCache(seqlens=True), True),
+    # decode: PackGQA tensor-core tiles and the SIMT decode variant over paged caches, split and not
+    (SM80_M16N64_W1X4_PACK, PagedKVCache(16), True),
+    (SM80_M16N64_W1X4_PACK, PagedKVCache(128), False),
+    (SM80_M64N64_WS2_PACK, PagedKVCache(32), True),
+    (SIMT_M8N64_W1X4_PACK, PagedKVCache(64), True),
+    (SIMT_M8N64_W1X4_PACK, LinearKVCache(seqlens=True), False),
 ]
 
 
@@ -40,3 +53,20 @@ def test_split_and_paged_builds(target, variant, cache, split):
 def test_reduce_kernel_compiles_spill_free(target, d):
     stats = inspect_cubin(compile_reduce(ReduceKey("float16", d, True, target)).cubin)
     assert stats.spills == 0 and stats.count("MUFU") > 0 and stats.count("HMMA") == 0
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+def test_reduce_waits_by_pdl_on_sm90_only(target):
+    """The reduction kernel is launched as a programmatic dependent of the attention kernel on sm_90+ and waits
+    for it there (griddepcontrol.wait -> ACQBULK); sm_80 has no such instruction and none is emitted."""
+    from cute_attention.sass import disassemble
+
+    sass = disassemble(compile_reduce(ReduceKey("bfloat16", 128, False, target)).cubin)
+    assert ("ACQBULK" in sass) == (target == "sm_90a")
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("block_size", [0, 16, 256], ids=["contiguous", "paged16", "paged256"])
+def test_append_kernel_compiles_with_16_byte_copies(target, block_size):
+    stats = inspect_cubin(compile_append(AppendKey("bfloat16", 128, block_size, target)).cubin)
+    assert stats.spills == 0 and stats.count("LDG.E.128") >= 2 and stats.count("STG.E.128") >= 2

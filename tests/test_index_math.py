@@ -127,3 +127,19 @@ def test_schedule_runs_on_dsl_integers():
 
     cute.compile(trace, cutlass.Int32(5), cutlass.Int32(7), cutlass.Int32(3))
     assert seen["types"] and all("Int" in t for t in seen["types"])
+
+
+def test_packed_schedule_runs_on_dsl_integers():
+    """PackGQA's form (a runtime group) traces with DSL integers too."""
+    import cutlass
+    import cutlass.cute as cute
+
+    seen = {}
+
+    @cute.jit
+    def trace(sq: cutlass.Int32, sk: cutlass.Int32, group: cutlass.Int32):
+        s = kv_tile_schedule(16, 16, 64, sq, sk, sk - 100, 0, True, True, group)
+        seen["types"] = {type(v).__name__ for v in (s.n_lo, s.n_hi, s.back, s.mid, s.front)}
+
+    cute.compile(trace, cutlass.Int32(5), cutlass.Int32(700), cutlass.Int32(4))
+    assert seen["types"] and all("Int" in t for t in seen["types"])
