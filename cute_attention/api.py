@@ -24,8 +24,44 @@ TORCH_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 MAX_GRID_YZ = 65535
 
 
-_PLANS: dict = {}
-_MAX_PLANS = 4096
+class PlanCache:
+    """Validated launch plans by call signature (see :func:`call_signature`), at most ``limit`` of them."""
+
+    def __init__(self, limit: int = 4096):
+        self._plans: dict = {}
+        self.limit = limit
+
+    def get(self, sig):
+        return None if sig is None else self._plans.get(sig)
+
+    def put(self, sig, plan) -> None:
+        if sig is not None and len(self._plans) < self.limit:
+            self._plans[sig] = plan
+
+
+def _tensor_sig(t):
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
+
+
+def call_signature(tensors: tuple, options: tuple):
+    """Everything validation looks at, without tensor data: each tensor's shape, strides, dtype and device and
+    each option with its type (``1 == True`` must not pass for a bool), a pair's element types too. None when an
+    argument is neither a tensor nor None, or an option is unhashable (a list window, say): validate every time."""
+    if not all(t is None or type(t) is torch.Tensor for t in tensors):
+        return None
+    sig = tuple(_tensor_sig(t) for t in tensors)
+    for o in options:
+        sig += (o, type(o))
+        if type(o) is tuple:
+            sig += tuple(type(x) for x in o)
+    try:
+        hash(sig)
+    except TypeError:
+        return None
+    return sig
+
+
+_PLANS = PlanCache()
 
 
 def _strides_ok(t: torch.Tensor) -> bool:
@@ -154,26 +190,11 @@ def attention(
     exactly by the reduction kernel (split-K); ``0`` picks the count from the kernel's occupancy and the
     SM count (TurboMind's cost model); ``1`` is a single pass.
     """
-    sig = plan = None
-    if type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor and (
-            out is None or type(out) is torch.Tensor):
-        # The call's signature: everything validation looks at, types included (1 == True must not pass
-        # for a bool), and no tensor data. Seen signatures skip straight to the launch.
-        sig = (q.shape, q.stride(), q.dtype, q.device, k.shape, k.stride(), k.dtype, k.device,
-               v.shape, v.stride(), v.dtype, v.device,
-               None if out is None else (out.shape, out.stride(), out.dtype, out.device),
-               softmax_scale, type(softmax_scale), causal, type(causal), window_size, type(window_size),
-               return_lse, type(return_lse), variant, config, num_splits, type(num_splits))
-        if type(window_size) is tuple and len(window_size) == 2:
-            sig += (type(window_size[0]), type(window_size[1]))
-        try:
-            plan = _PLANS.get(sig)
-        except TypeError:  # an unhashable argument (a list window, say): validate every time
-            plan = sig = None
+    sig = call_signature((q, k, v, out), (softmax_scale, causal, window_size, return_lse, variant, config, num_splits))
+    plan = _PLANS.get(sig)
     if plan is None:
         plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config, num_splits)
-        if sig is not None and len(_PLANS) < _MAX_PLANS:
-            _PLANS[sig] = plan
+        _PLANS.put(sig, plan)
     return plan.launch(q, k, v, out)
 
 
@@ -233,20 +254,22 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
             raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")
         if num_splits > 1:
             reduce = launcher.reduce_for(dtype, head_dim, return_lse)
-            return SplitLaunchPlan(split_kernel, reduce, num_splits, float(softmax_scale), max(left, 0),
-                                   max(right, 0), lse_shape, copies)
+            return LaunchPlan(split_kernel, reduce, num_splits, float(softmax_scale), max(left, 0), max(right, 0),
+                              lse_shape, copies)
     kernel = launcher.compiled_for(chosen, dtype, head_dim, mask, return_lse)
-    return LaunchPlan(kernel, float(softmax_scale), max(left, 0), max(right, 0), lse_shape, copies)
+    return LaunchPlan(kernel, None, 1, float(softmax_scale), max(left, 0), max(right, 0), lse_shape, copies)
 
 
 class LaunchPlan:
-    """A validated call signature: its compiled kernel and runtime scalars. Per call only the data
-    pointers' alignment is checked (it is not part of the signature)."""
+    """A validated call signature: its compiled kernel (and with split-K the reduction kernel and split count) and
+    runtime scalars. Per call only the data pointers' alignment is checked (it is not part of the signature)."""
 
-    __slots__ = ("kernel", "scale", "left", "right", "lse_shape", "copies")
+    __slots__ = ("kernel", "reduce", "num_splits", "scale", "left", "right", "lse_shape", "copies")
 
-    def __init__(self, kernel, scale, left, right, lse_shape, copies):
+    def __init__(self, kernel, reduce, num_splits, scale, left, right, lse_shape, copies):
         self.kernel = kernel
+        self.reduce = reduce
+        self.num_splits = num_splits
         self.scale = scale
         self.left = left
         self.right = right
@@ -270,25 +293,5 @@ class LaunchPlan:
 
     def launch(self, q, k, v, out):
         q, k, v, out = self.prepare(q, k, v, out)
-        lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
-        launcher.launch(self.kernel, q, k, v, out, lse, self.scale, self.left, self.right)
-        return out if lse is None else (out, lse)
-
-
-class SplitLaunchPlan(LaunchPlan):
-    """Split-K: the attention kernel writes fp32 partials per split, the reduction kernel merges them."""
-
-    __slots__ = ("reduce", "num_splits")
-
-    def __init__(self, kernel, reduce, num_splits, scale, left, right, lse_shape, copies):
-        super().__init__(kernel, scale, left, right, lse_shape, copies)
-        self.reduce = reduce
-        self.num_splits = num_splits
-
-    def launch(self, q, k, v, out):
-        q, k, v, out = self.prepare(q, k, v, out)
-        lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
-        launcher.launch_split(self.kernel, self.reduce, q, k, v, out, lse, self.scale, self.left, self.right,
-                              self.num_splits)
-        return out if lse is None else (out, lse)
-
+        return launcher.run(self.kernel, self.reduce, self.num_splits, q, k, v, out, self.lse_shape, self.scale,
+                            self.left, self.right)

@@ -20,10 +20,12 @@ from cute_attention import launcher
 from cute_attention.api import (
     MAX_GRID_YZ,
     TORCH_DTYPES,
+    PlanCache,
     _check_device,
     _check_strides,
     _check_tensor,
     _strides_ok,
+    call_signature,
     check_options,
     resolve_variant,
 )
@@ -32,8 +34,7 @@ from cute_attention.masks import MaskSpec
 from cute_attention.registry import DEFAULT_CONFIG, AttnDesc
 from cute_attention.variant import ALL_HEAD_DIMS, Variant
 
-_PLANS: dict = {}
-_MAX_PLANS = 4096
+_PLANS = PlanCache()
 
 
 def attention_with_kvcache(
@@ -67,31 +68,14 @@ def attention_with_kvcache(
     appended tokens past it are dropped. ``check_lengths=True`` reads them on the host first (one
     synchronization) and raises ``ValueError`` instead. Returns ``out`` or ``(out, lse)``.
     """
-    sig = None
-    if all(type(t) is torch.Tensor for t in (q, k_cache, v_cache, cache_seqlens)) and all(
-            t is None or type(t) is torch.Tensor for t in (block_table, k, v, out)):
-        # the call's signature: everything validation looks at, types included, and no tensor data
-        sig = (_tsig(q), _tsig(k_cache), _tsig(v_cache), _tsig(cache_seqlens), _tsig(block_table), _tsig(k),
-               _tsig(v), _tsig(out), softmax_scale, type(softmax_scale), causal, type(causal), window_size,
-               type(window_size), num_splits, type(num_splits), return_lse, type(return_lse), variant,
-               check_lengths, type(check_lengths))
-        if type(window_size) is tuple and len(window_size) == 2:
-            sig += (type(window_size[0]), type(window_size[1]))
-        try:
-            plan = _PLANS.get(sig)
-        except TypeError:  # an unhashable argument: validate every time
-            plan = sig = None
-        if plan is not None:
-            return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out)
-    plan = _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size,
-                 num_splits, return_lse, out, variant, check_lengths)
-    if sig is not None and len(_PLANS) < _MAX_PLANS:
-        _PLANS[sig] = plan
+    sig = call_signature((q, k_cache, v_cache, cache_seqlens, block_table, k, v, out),
+                         (softmax_scale, causal, window_size, num_splits, return_lse, variant, check_lengths))
+    plan = _PLANS.get(sig)
+    if plan is None:
+        plan = _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size,
+                     num_splits, return_lse, out, variant, check_lengths)
+        _PLANS.put(sig, plan)
     return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out)
-
-
-def _tsig(t):
-    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
 
 
 def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size, num_splits,
@@ -239,14 +223,9 @@ class KVCachePlan:
         q = _aligned(q)
         if out is None:
             out = torch.empty_like(q)
-        lse = None if self.lse_shape is None else torch.empty(self.lse_shape, dtype=torch.float32, device=q.device)
-        if self.reduce is None:
-            launcher.launch(self.kernel, q, k_cache, v_cache, out, lse, self.scale, self.left, self.right, 1,
-                            block_table, seqlens_k)
-        else:
-            launcher.launch_split(self.kernel, self.reduce, q, k_cache, v_cache, out, lse, self.scale, self.left,
-                                  self.right, self.num_splits, block_table, seqlens_k)
-        return out if lse is None else (out, lse)
+        return launcher.run(self.kernel, self.reduce, self.num_splits, q, k_cache, v_cache, out, self.lse_shape,
+                            self.scale, self.left, self.right, block_table, seqlens_k)
+
 
 def _aligned(t: torch.Tensor) -> torch.Tensor:
     """``t``, or a contiguous copy when it breaks the compiled layout rule (read-only inputs only)."""

@@ -59,6 +59,18 @@ def launch_split(kernel: CompiledKernel, reduce: CompiledKernel, q, k, v, out, l
     launch_reduce(reduce, o_part, lse_part, out, lse)
 
 
+def run(kernel: CompiledKernel, reduce: CompiledKernel | None, num_splits: int, q, k, v, out, lse_shape,
+        scale: float, left: int, right: int, block_table=None, seqlens_k=None):
+    """One attention call: the LSE tensor when ``lse_shape`` asks for it, then one pass (``reduce`` None) or
+    split-K and the reduction. Returns ``out`` or ``(out, lse)``."""
+    lse = None if lse_shape is None else torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+    if reduce is None:
+        launch(kernel, q, k, v, out, lse, scale, left, right, 1, block_table, seqlens_k)
+    else:
+        launch_split(kernel, reduce, q, k, v, out, lse, scale, left, right, num_splits, block_table, seqlens_k)
+    return out if lse is None else (out, lse)
+
+
 def reduce_for(dtype: str, head_dim: int, with_lse: bool) -> CompiledKernel:
     return CACHE.get(ReduceKey(dtype, head_dim, with_lse, target()))
 

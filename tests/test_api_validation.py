@@ -146,3 +146,57 @@ def test_kvcache_bad_input_raises_before_device_work():
         attention_with_kvcache(q, kc, kc.clone(), lens.long(), block_table=table)
     with pytest.raises(ValueError, match="block_size 12 is not supported"):
         attention_with_kvcache(q, kc[:, :12], kc[:, :12].clone(), lens, block_table=table)
+
+
+def test_call_signature_separates_what_validation_sees():
+    """Plans are cached by signature: a bool and an int option differ, a list option or a non-tensor argument
+    gives no signature (validated every call), and no tensor data enters it."""
+    from cute_attention.api import PlanCache, call_signature
+
+    q = torch.zeros(2, 3, 4, 64)
+    base = call_signature((q, None), (None, True, (-1, -1), 1))
+    assert base == call_signature((torch.ones(2, 3, 4, 64), None), (None, True, (-1, -1), 1))
+    assert base != call_signature((q, None), (None, 1, (-1, -1), 1))
+    assert base != call_signature((q, None), (None, True, (-1, False), 1))
+    assert base != call_signature((q.transpose(1, 2), None), (None, True, (-1, -1), 1))
+    assert call_signature((q, None), (None, True, [-1, -1], 1)) is None
+    assert call_signature(([1], None), (None, True, (-1, -1), 1)) is None
+    cache = PlanCache(limit=1)
+    cache.put(base, "plan")
+    cache.put(("other",), "ignored")  # over the limit: not kept
+    cache.put(None, "ignored")
+    assert cache.get(base) == "plan" and cache.get(("other",)) is None and cache.get(None) is None
+
+
+def test_plans_route_one_pass_and_split_calls(monkeypatch):
+    """The host glue of both entry points' plans (no GPU): one pass or split-K + reduction, the LSE allocated
+    only when asked for, every runtime scalar passed through in order."""
+    from cute_attention import launcher
+    from cute_attention.api import LaunchPlan
+    from cute_attention.kvcache import KVCachePlan
+
+    calls = []
+    monkeypatch.setattr(launcher, "launch", lambda *a: calls.append(("launch", a)))
+    monkeypatch.setattr(launcher, "launch_split", lambda *a: calls.append(("split", a)))
+    q = torch.zeros(2, 3, 4, 64)
+    k = torch.zeros(2, 5, 2, 64)
+    out, lse = LaunchPlan("K", None, 1, 0.5, 7, 0, (2, 4, 3), (False, False, False)).launch(q, k, k, None)
+    kind, args = calls.pop()
+    assert kind == "launch" and args[0] == "K" and args[1] is q and args[4] is out and args[5] is lse
+    assert args[6:] == (0.5, 7, 0, 1, None, None) and lse.shape == (2, 4, 3) and lse.dtype == torch.float32
+    got = LaunchPlan("K", "R", 3, 0.5, 0, 0, None, (False, False, False)).launch(q, k, k, None)
+    kind, args = calls.pop()
+    assert kind == "split" and args[:2] == ("K", "R") and args[6] is None and args[7:] == (0.5, 0, 0, 3, None, None)
+    assert isinstance(got, torch.Tensor)
+    lens = torch.tensor([4, 5], dtype=torch.int32)
+    table = torch.zeros(2, 3, dtype=torch.int32)
+    plan = KVCachePlan("K", "R", None, 4, 0.25, 0, 0, None, 0, 48, False)
+    plan.launch(q, k, k, lens, table, None, None, None)
+    kind, args = calls.pop()
+    assert kind == "split" and args[2] is q and args[7:] == (0.25, 0, 0, 4, table, lens)
+    monkeypatch.setattr(launcher, "launch_append", lambda *a: calls.append(("append", a)))
+    k_new = torch.zeros(2, 2, 2, 64)
+    KVCachePlan("K", None, "A", 1, 0.25, 0, 0, None, 2, 48, False).launch(q, k, k, lens, table, k_new, k_new, None)
+    (kind_a, args_a), (kind, args) = calls[-2:]
+    assert kind_a == "append" and args_a[0] == "A" and args_a[5] is table and args_a[6] is lens
+    assert kind == "launch" and torch.equal(args[-1], lens + 2)  # the attention reads the appended lengths
