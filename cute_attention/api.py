@@ -39,21 +39,24 @@ class PlanCache:
             self._plans[sig] = plan
 
 
-def _tensor_sig(t):
-    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
-
-
 def call_signature(tensors: tuple, options: tuple):
     """Everything validation looks at, without tensor data: each tensor's shape, strides, dtype and device and
     each option with its type (``1 == True`` must not pass for a bool), a pair's element types too. None when an
     argument is neither a tensor nor None, or an option is unhashable (a list window, say): validate every time."""
-    if not all(t is None or type(t) is torch.Tensor for t in tensors):
-        return None
-    sig = tuple(_tensor_sig(t) for t in tensors)
+    parts = []
+    for t in tensors:
+        if t is None:
+            parts.append(None)
+        elif type(t) is torch.Tensor:
+            parts.append((t.shape, t.stride(), t.dtype, t.device))
+        else:
+            return None
     for o in options:
-        sig += (o, type(o))
+        parts.append(o)
+        parts.append(type(o))
         if type(o) is tuple:
-            sig += tuple(type(x) for x in o)
+            parts.extend(type(x) for x in o)
+    sig = tuple(parts)
     try:
         hash(sig)
     except TypeError:

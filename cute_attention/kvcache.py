@@ -177,8 +177,10 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
         reduce = launcher.reduce_for(dtype, head_dim, return_lse)
     append = launcher.append_for(dtype, head_dim, block_size if paged else 0) if seqlen_new > 0 else None
+    # which read-only inputs break the stride rule (their strides are in the signature; alignment is per call)
+    copies = tuple(t is not None and not _strides_ok(t) for t in (q, k, v))
     return KVCachePlan(kernel, reduce, append, num_splits, softmax_scale, max(left, 0), max(right, 0),
-                       (batch, nheads, seqlen_q) if return_lse else None, seqlen_new, capacity, check_lengths)
+                       (batch, nheads, seqlen_q) if return_lse else None, seqlen_new, capacity, check_lengths, copies)
 
 
 class KVCachePlan:
@@ -186,10 +188,10 @@ class KVCachePlan:
     alignment is checked (not part of the signature), and the lengths when ``check_lengths`` asks for it."""
 
     __slots__ = ("kernel", "reduce", "append", "num_splits", "scale", "left", "right", "lse_shape", "seqlen_new",
-                 "capacity", "check_lengths")
+                 "capacity", "check_lengths", "copies")
 
     def __init__(self, kernel, reduce, append, num_splits, scale, left, right, lse_shape, seqlen_new, capacity,
-                 check_lengths):
+                 check_lengths, copies=(False, False, False)):
         self.kernel = kernel
         self.reduce = reduce
         self.append = append
@@ -201,6 +203,7 @@ class KVCachePlan:
         self.seqlen_new = seqlen_new
         self.capacity = capacity
         self.check_lengths = check_lengths
+        self.copies = copies  # (q, k, v): copy to a contiguous tensor first
 
     def launch(self, q, k_cache, v_cache, cache_seqlens, block_table, k, v, out):
         for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("out", out)):
@@ -217,19 +220,20 @@ class KVCachePlan:
         # ---- append the new tokens on the device (only their slots; positions past the capacity are skipped) ----
         seqlens_k = cache_seqlens
         if self.append is not None:
-            launcher.launch_append(self.append, _aligned(k), _aligned(v), k_cache, v_cache, block_table,
-                                   cache_seqlens)
+            launcher.launch_append(self.append, _aligned(k, self.copies[1]), _aligned(v, self.copies[2]), k_cache,
+                                   v_cache, block_table, cache_seqlens)
             seqlens_k = cache_seqlens + self.seqlen_new
-        q = _aligned(q)
+        q = _aligned(q, self.copies[0])
         if out is None:
             out = torch.empty_like(q)
         return launcher.run(self.kernel, self.reduce, self.num_splits, q, k_cache, v_cache, out, self.lse_shape,
                             self.scale, self.left, self.right, block_table, seqlens_k)
 
 
-def _aligned(t: torch.Tensor) -> torch.Tensor:
-    """``t``, or a contiguous copy when it breaks the compiled layout rule (read-only inputs only)."""
-    return t if _strides_ok(t) and t.data_ptr() % 16 == 0 else t.clone(memory_format=torch.contiguous_format)
+def _aligned(t: torch.Tensor, copy: bool) -> torch.Tensor:
+    """``t``, or a contiguous copy when its strides (``copy``, decided once per signature) or its base pointer
+    break the compiled layout rule (read-only inputs only)."""
+    return t.clone(memory_format=torch.contiguous_format) if copy or t.data_ptr() % 16 else t
 
 
 @functools.lru_cache(maxsize=256)
