@@ -59,6 +59,25 @@ def bench_interleaved(fns: dict, rounds: int = 5, warmup: int = 10, rep: int = 4
     return {n: {"ms": statistics.median(v), "ms_rounds": v} for n, v in per.items()}
 
 
+def graph_ms(fn, warmup: int = 20, rep: int = 100) -> float:
+    """Median ms of a CUDA-graph replay of ``fn``: GPU time only, no host work per replay (``fn`` must be
+    graph-capturable: no synchronization, allocations through torch's allocator)."""
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return bench_ms(g.replay, warmup=warmup, rep=rep)
+
+
 def runnable_only(fns: dict, results: dict) -> dict:
     """Run each candidate once (warm-up, compile); keep those that ran, record why the others did not."""
     import torch

@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_interleaved, bench_ms, environment, runnable_only, write_json  # noqa: E402
+from common import bench_interleaved, bench_ms, environment, graph_ms, runnable_only, write_json  # noqa: E402
 
 from cute_attention import attention_with_kvcache  # noqa: E402
 
@@ -59,7 +59,7 @@ def peers(q, k, v, seqlens, paged):
     return fns
 
 
-def run_case(b, n, h, hkv, rounds, compare=None):
+def run_case(b, n, h, hkv, rounds, compare=None, graph=False):
     d, dtype = 128, torch.bfloat16
     g = torch.Generator(device="cuda").manual_seed(b * n + h)
     q = torch.randn(b, 1, h, d, device="cuda", dtype=dtype, generator=g)
@@ -86,6 +86,12 @@ def run_case(b, n, h, hkv, rounds, compare=None):
     kv_bytes = 2 * b * n * hkv * d * 2
     for name, t in bench_interleaved(runnable, rounds=rounds).items():
         row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": kv_bytes / (t["ms"] * 1e-3) / 1e9}
+    if graph:  # GPU time only: a CUDA-graph replay of each call
+        for name, fn in runnable.items():
+            try:
+                row["results"][name]["graph_gbps"] = kv_bytes / (graph_ms(fn) * 1e-3) / 1e9
+            except Exception as e:  # noqa: BLE001 - a callable that cannot be captured is reported, not fatal
+                row["results"][name]["graph_error"] = f"{type(e).__name__}: {str(e)[:200]}"
     return row
 
 
@@ -96,6 +102,7 @@ def main():
     ap.add_argument("--heads", default="32/8", help="comma list of Q/KV head counts, e.g. 32/8,32/32")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare", default=None, help="also time this registered variant on the same data")
+    ap.add_argument("--graph", action="store_true", help="also time CUDA-graph replays (GPU time, no host work)")
     args = ap.parse_args()
     env = environment()
     print("env:", env)
@@ -105,7 +112,7 @@ def main():
         h, hkv = map(int, heads.split("/"))
         for case in args.cases.split(","):
             b, n = map(int, case.split("x"))
-            rows.append(run_case(b, n, h, hkv, args.rounds, args.compare))
+            rows.append(run_case(b, n, h, hkv, args.rounds, args.compare, args.graph))
     if args.json:
         write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
     names = sorted({n for r in rows for n in r["results"]})

@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_ms, environment, write_json  # noqa: E402
+from common import bench_ms, environment, graph_ms, write_json  # noqa: E402
 from decode import paged_copy  # noqa: E402
 
 from cute_attention import attention_with_kvcache  # noqa: E402
@@ -28,22 +28,6 @@ from cute_attention.registry import REGISTRY  # noqa: E402
 CASES = [(1, 8192, 32, 8), (1, 8192, 32, 32), (2, 65536, 32, 8), (4, 32768, 32, 8), (1, 131072, 32, 8),
          (64, 4096, 32, 8)]
 SPLITS = (1, 4, 8, 16, 32, 64)
-
-
-def graph_ms(fn) -> float:
-    """Median ms of a CUDA-graph replay of ``fn`` (no host work per replay)."""
-    fn()
-    torch.cuda.synchronize()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return bench_ms(g.replay, warmup=20, rep=100)
 
 
 def host_us(fn, calls: int = 300) -> float:
