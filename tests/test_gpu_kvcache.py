@@ -134,6 +134,32 @@ def test_bad_kvcache_input_writes_nothing():
     assert torch.equal(k_cache, before)
 
 
+def paged_decode_case(block_size, nheads_kv, d, dtype):
+    """A paged cache with lengths 1, block boundaries ± 1 and longer ones, and each sequence's gathered K/V."""
+    lengths = [1, block_size - 1, block_size + 1, 517, 2 * block_size]
+    k_cache, v_cache, table = make_paged(lengths, block_size, nheads_kv, d, dtype)
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    ks = [gather(k_cache, table[b], n) for b, n in enumerate(lengths)]
+    vs = [gather(v_cache, table[b], n) for b, n in enumerate(lengths)]
+    return k_cache, v_cache, table, seqlens, ks, vs
+
+
+def check_decode_splits_and_masks(q, case, ctx, variant=None):
+    """Split counts 1, 4 and the heuristic x causal / full / causal window, NaN-poisoned out, vs the reference."""
+    k_cache, v_cache, table, seqlens, ks, vs = case
+    for splits in (1, 4, 0):
+        for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]:
+            out = torch.full_like(q, float("nan"))
+            got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
+                                              window_size=window, num_splits=splits, return_lse=True, out=out,
+                                              variant=variant)
+            assert got.data_ptr() == out.data_ptr() and not torch.isnan(got).any()
+            try:
+                check_rows(got, lse, q, ks, vs, causal, window)
+            except AssertionError as e:
+                raise AssertionError(f"{ctx} splits={splits} causal={causal} w={window}: {e}") from None
+
+
 @pytest.mark.parametrize("group", [1, 2, 4, 8, 16], ids=lambda g: f"gqa{g}")
 @pytest.mark.parametrize("block_size", [16, 64], ids=["bs16", "bs64"])
 def test_decode_head_groups(group, block_size):
@@ -142,30 +168,15 @@ def test_decode_head_groups(group, block_size):
     from cute_attention.registry import REGISTRY, AttnDesc
 
     d, dtype, nheads_kv = 128, torch.bfloat16, 2
-    nheads = nheads_kv * group
-    lengths = [1, block_size - 1, block_size + 1, 517, 2 * block_size]
-    k_cache, v_cache, table = make_paged(lengths, block_size, nheads_kv, d, dtype)
-    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
-    ks = [gather(k_cache, table[b], n) for b, n in enumerate(lengths)]
-    vs = [gather(v_cache, table[b], n) for b, n in enumerate(lengths)]
+    case = paged_decode_case(block_size, nheads_kv, d, dtype)
     for sq in (1, 2, 5, 8):
         chosen = REGISTRY.find(AttnDesc(d, "bfloat16", sq, 2 * block_size + 3, True, False, group))
         rows = sq * group
         expected = ("sm80_m16n64_w1x4_s3_pack" if group > 1 and rows <= 16 else "sm80_m64n64_w2x2_pack"
                     if group > 1 and rows <= 64 else "sm80_m16n64_w1x4_s3")
         assert chosen.name == expected, (sq, group, chosen.name)
-        q = rand(len(lengths), sq, nheads, d, dtype=dtype)
-        for splits in (1, 4, 0):
-            for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]:
-                out = torch.full_like(q, float("nan"))
-                got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
-                                                  window_size=window, num_splits=splits, return_lse=True, out=out)
-                assert not torch.isnan(got).any()
-                try:
-                    check_rows(got, lse, q, ks, vs, causal, window)
-                except AssertionError as e:
-                    raise AssertionError(f"{chosen.name} sq={sq} group={group} splits={splits} causal={causal} "
-                                         f"w={window}: {e}") from None
+        q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
+        check_decode_splits_and_masks(q, case, f"{chosen.name} sq={sq} group={group}")
 
 
 @pytest.mark.parametrize("name", ["sm80_m16n64_w1x4_s3_pack", "sm80_m64n64_w2x2_pack"])
@@ -237,24 +248,8 @@ def test_simt_decode_variant(group):
     """The SIMT decode variant (by name): 8 packed rows on CUDA-core FMA, four warp groups splitting each KV tile,
     d128, paged 16 and 64, 1-4 query tokens, split counts 1, 4 and the heuristic, causal / full / window."""
     d, dtype, nheads_kv = 128, torch.bfloat16, 2
-    nheads = nheads_kv * group
     for block_size in (16, 64):
-        lengths = [1, block_size - 1, block_size + 1, 517, 2 * block_size]
-        k_cache, v_cache, table = make_paged(lengths, block_size, nheads_kv, d, dtype)
-        seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
-        ks = [gather(k_cache, table[b], n) for b, n in enumerate(lengths)]
-        vs = [gather(v_cache, table[b], n) for b, n in enumerate(lengths)]
+        case = paged_decode_case(block_size, nheads_kv, d, dtype)
         for sq in (1, 8 // group // 2, 8 // group):
-            q = rand(len(lengths), sq, nheads, d, dtype=dtype)
-            for splits in (1, 4, 0):
-                for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]:
-                    out = torch.full_like(q, float("nan"))
-                    got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
-                                                      window_size=window, num_splits=splits, return_lse=True, out=out,
-                                                      variant="simt_m8n64_w1x4_s3_pack")
-                    assert not torch.isnan(got).any()
-                    try:
-                        check_rows(got, lse, q, ks, vs, causal, window)
-                    except AssertionError as e:
-                        raise AssertionError(f"bs={block_size} sq={sq} splits={splits} causal={causal} w={window}: "
-                                             f"{e}") from None
+            q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
+            check_decode_splits_and_masks(q, case, f"bs={block_size} sq={sq}", variant="simt_m8n64_w1x4_s3_pack")
