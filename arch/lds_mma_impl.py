@@ -18,7 +18,7 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 from cute_attention.arch.layouts import pointer_swizzled_tile, smem_tile
-from cute_attention.arch.warp_mma_impl import merge_groups
+from cute_attention.arch.warp_merge import merge_bytes, merge_groups
 from cute_attention.masks import apply_mask
 from cute_attention.softmax import OnlineSoftmax
 
@@ -202,10 +202,7 @@ class LdsMmaImpl:
             raise ValueError(f"k_unroll must be >= 1, got {self.k_unroll}")
 
     def merge_bytes(self) -> int:
-        """Shared memory the cross-warp merge needs: partial O of every extra group plus M and L."""
-        if self.warps_s == 1:
-            return 0
-        return (self.warps_s - 1) * self.tile_m * self.head_dim * 4 + 2 * self.warps_s * self.tile_m * 4
+        return merge_bytes(self)
 
     def scratch_bytes(self) -> int:
         """Shared memory for P (``tile_m × tile_n``, input dtype) between the two products."""

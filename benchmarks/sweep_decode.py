@@ -13,12 +13,11 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import bench_ms, environment, graph_ms, write_json  # noqa: E402
+from common import bench_ms, environment, graph_ms, host_us_per_call, write_json  # noqa: E402
 from decode import paged_copy  # noqa: E402
 
 from cute_attention import attention_with_kvcache  # noqa: E402
@@ -28,17 +27,6 @@ from cute_attention.registry import REGISTRY  # noqa: E402
 CASES = [(1, 8192, 32, 8), (1, 8192, 32, 32), (2, 65536, 32, 8), (4, 32768, 32, 8), (1, 131072, 32, 8),
          (64, 4096, 32, 8)]
 SPLITS = (1, 4, 8, 16, 32, 64)
-
-
-def host_us(fn, calls: int = 300) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
 
 
 def with_tiles(v, stages: int | None = None, tile_n: int | None = None):
@@ -60,7 +48,7 @@ def sweep_case(b: int, n: int, h: int, hkv: int) -> list[dict]:
         return torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
 
     rows = [{"case": [b, n, h, hkv], "variant": "sdpa", "bench": kv_gb / bench_ms(sdpa) * 1e3,
-             "graph": kv_gb / graph_ms(sdpa) * 1e3, "host_us": host_us(sdpa)}]
+             "graph": kv_gb / graph_ms(sdpa) * 1e3, "host_us": host_us_per_call(sdpa, calls=20, rounds=15)}]
     kc, table = paged_copy(k, 64)
     vc = torch.empty_like(kc)
     vc[table.long().flatten()] = v.reshape(-1, 64, hkv, d)
@@ -72,7 +60,8 @@ def sweep_case(b: int, n: int, h: int, hkv: int) -> list[dict]:
             return attention_with_kvcache(q, kc, vc, seqlens, block_table=table, variant=var, num_splits=splits)
 
         row = {"case": [b, n, h, hkv], "variant": var.name, "bench": kv_gb / bench_ms(call) * 1e3,
-               "graph": kv_gb / graph_ms(call) * 1e3, "host_us": host_us(call), "splits_graph": {}}
+               "graph": kv_gb / graph_ms(call) * 1e3, "host_us": host_us_per_call(call, calls=20, rounds=15),
+               "splits_graph": {}}
         for s in SPLITS:
             row["splits_graph"][s] = kv_gb / graph_ms(lambda s=s: call(s)) * 1e3
         rows.append(row)

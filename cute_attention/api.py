@@ -74,9 +74,10 @@ def _strides_ok(t: torch.Tensor) -> bool:
     return all(s % STRIDE_DIVISIBILITY == 0 and (s != 0 or n == 1) for s, n in zip(t.stride()[:-1], t.shape[:-1]))
 
 
-def _copy(t: torch.Tensor) -> torch.Tensor:
-    """A fresh tensor (aligned, contiguous) with t's values."""
-    return t.clone(memory_format=torch.contiguous_format)
+def _aligned(t: torch.Tensor, copy: bool) -> torch.Tensor:
+    """``t``, or a fresh contiguous copy when its strides (``copy``, decided once per call signature) or its base
+    pointer break the compiled layout rule (read-only inputs only)."""
+    return t.clone(memory_format=torch.contiguous_format) if copy or t.data_ptr() % 16 else t
 
 
 def _check_tensor(name: str, t, ndim: int, dims: str = "(batch, seqlen, nheads, head_dim)") -> None:
@@ -282,12 +283,7 @@ class LaunchPlan:
     def prepare(self, q, k, v, out):
         """Copy inputs that break the kernels' layout rules; allocate ``out`` or check its alignment."""
         cq, ck, cv = self.copies
-        if cq or q.data_ptr() % 16:
-            q = _copy(q)
-        if ck or k.data_ptr() % 16:
-            k = _copy(k)
-        if cv or v.data_ptr() % 16:
-            v = _copy(v)
+        q, k, v = _aligned(q, cq), _aligned(k, ck), _aligned(v, cv)
         if out is None:
             out = torch.empty_like(q)
         elif out.data_ptr() % 16:

@@ -42,6 +42,17 @@ class LinearKVCache:
         # (tile_n, head_dim, tiles)
         return cute.local_tile(m[batch, None, kv_head, None], (tile_n, head_dim), (None, 0))
 
+    @staticmethod
+    def capacity(m, block_table=None):
+        """Tokens one sequence can hold (torch or DSL tensors)."""
+        return m.shape[1]
+
+    @staticmethod
+    def token_row(m: cute.Tensor, block_table: cute.Tensor | None, batch: Int32, token: Int32,
+                  head: Int32) -> cute.Tensor:
+        """``(d,)`` row of logical token ``token`` of sequence ``batch``, KV head ``head``."""
+        return m[batch, token, head, None]
+
 
 @dataclass(frozen=True)
 class PagedSource:
@@ -89,3 +100,13 @@ class PagedKVCache:
               block_table: cute.Tensor | None = None) -> PagedSource:
         # (num_blocks, block_size, d) of this kv head; (max_blocks,) block ids of this sequence
         return PagedSource(m[None, None, kv_head, None], block_table[batch, None], tile_n, self.block_size)
+
+    def capacity(self, m, block_table):
+        """Tokens one sequence can hold: its block-table row's blocks (torch or DSL tensors)."""
+        return block_table.shape[1] * self.block_size
+
+    def token_row(self, m: cute.Tensor, block_table: cute.Tensor, batch: Int32, token: Int32,
+                  head: Int32) -> cute.Tensor:
+        """``(d,)`` row of logical token ``token`` of sequence ``batch``, KV head ``head``."""
+        block, row = paged_slot(block_table[batch, None], token, self.block_size)
+        return m[block, row, head, None]

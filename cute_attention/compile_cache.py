@@ -172,11 +172,12 @@ def compile_reduce(key: ReduceKey, dump_dir: str | None = None) -> CompiledKerne
 
 
 def compile_append(key: AppendKey, dump_dir: str | None = None) -> CompiledKernel:
+    from cute_attention.cache_iterators import LinearKVCache, PagedKVCache
     from cute_attention.kv_append import KVAppend
 
     dtype = DTYPES[key.dtype]
     paged = key.block_size > 0
-    kernel = KVAppend(dtype, key.head_dim, key.block_size if paged else None)
+    kernel = KVAppend(dtype, key.head_dim, PagedKVCache(key.block_size) if paged else LinearKVCache())
     cache = fake_paged(dtype, key.head_dim, key.block_size) if paged else fake_bshd(dtype, key.head_dim)
     args = (fake_bshd(dtype, key.head_dim), fake_bshd(dtype, key.head_dim), cache,
             fake_paged(dtype, key.head_dim, key.block_size) if paged else fake_bshd(dtype, key.head_dim),

@@ -8,6 +8,16 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
+from cute_attention.index_math import ceil_div
+
+
+def query_grid(seqlen_q, nheads, nheads_kv, tile_m: int, pack_gqa: bool) -> tuple:
+    """(query tiles, heads in the grid) of one batch entry: a tile per ``tile_m`` query rows of each query head,
+    or with PackGQA per ``tile_m`` packed (token, head) rows of each KV head. Python ints or DSL integers."""
+    if pack_gqa:
+        return ceil_div(seqlen_q * (nheads // nheads_kv), tile_m), nheads_kv
+    return ceil_div(seqlen_q, tile_m), nheads
+
 
 @dataclass(frozen=True)
 class AttentionCtaMap:

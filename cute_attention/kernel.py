@@ -22,6 +22,7 @@ from cutlass.memory import SmemAllocator
 
 from cute_attention.arch.gmem_iterator import StoreIterator
 from cute_attention.arch.thread_map import ThreadMap
+from cute_attention.cta_map import query_grid
 from cute_attention.index_math import kv_tile_schedule, split_schedule
 from cute_attention.mainloop_args import MainloopArgs
 from cute_attention.masks import MaskSpec
@@ -116,13 +117,8 @@ class AttentionKernel:
         ``(batch, max_blocks)`` int32; ``mSeqlensK (batch,)`` int32 gives each sequence's length when the
         cache factory asks for it (else ``mK.shape[1]``). With ``pack_gqa`` the grid runs over KV heads and
         each query tile holds ``tile_m`` packed (token, head) rows."""
-        if cutlass.const_expr(self.pack_gqa):
-            group = mQ.shape[2] // mK.shape[2]
-            num_q_tiles = cute.ceil_div(mQ.shape[1] * group, self.tile_m)
-            grid = self.cta_map.grid(num_q_tiles, mK.shape[2], mQ.shape[0], num_splits)
-        else:
-            num_q_tiles = cute.ceil_div(mQ.shape[1], self.tile_m)
-            grid = self.cta_map.grid(num_q_tiles, mQ.shape[2], mQ.shape[0], num_splits)
+        num_q_tiles, grid_heads = query_grid(mQ.shape[1], mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
+        grid = self.cta_map.grid(num_q_tiles, grid_heads, mQ.shape[0], num_splits)
         self.kernel(mQ, mK, mV, mO, mLSE, mPageTable, mSeqlensK, softmax_scale * LOG2_E, window_left,
                     window_right, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
@@ -151,10 +147,7 @@ class AttentionKernel:
         seqlen_k = mK.shape[1]
         if cutlass.const_expr(self.kv_cache.seqlens):
             # lengths come from the device unchecked: clamp to the cache's capacity so no read leaves it
-            capacity = mK.shape[1]
-            if cutlass.const_expr(self.kv_cache.paged):
-                capacity = mPageTable.shape[1] * self.kv_cache.block_size
-            seqlen_k = cutlass.max(cutlass.min(mSeqlensK[batch], capacity), 0)
+            seqlen_k = cutlass.max(cutlass.min(mSeqlensK[batch], self.kv_cache.capacity(mK, mPageTable)), 0)
         kv_head = head  # PackGQA: the grid runs over KV heads
         if cutlass.const_expr(not self.pack_gqa):
             kv_head = head // (mQ.shape[2] // mK.shape[2])

@@ -18,12 +18,13 @@ VEC_BITS = 128
 
 
 class KVAppend:
-    """Kernel object for one dtype, head dim and cache kind (``block_size`` None = contiguous cache)."""
+    """Kernel object for one dtype, head dim and cache factory (where a token's row lives: ``kv_cache``, a
+    :class:`~cute_attention.cache_iterators.LinearKVCache` or ``PagedKVCache``)."""
 
-    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, block_size: int | None):
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, kv_cache):
         self.dtype = dtype
         self.head_dim = head_dim
-        self.block_size = block_size
+        self.kv_cache = kv_cache
         self.vec = VEC_BITS // dtype.width
         if head_dim % self.vec:
             raise ValueError(f"head_dim must be a multiple of {self.vec}, got {head_dim}")
@@ -44,24 +45,14 @@ class KVAppend:
         tidx, _, _ = cute.arch.thread_idx()
         token, batch, _ = cute.arch.block_idx()
         pos = mSeqlens[batch] + token
-        if cutlass.const_expr(self.block_size is None):
-            capacity = mKc.shape[1]
-        else:
-            capacity = mPageTable.shape[1] * self.block_size
-        if pos >= 0 and pos < capacity:
+        if pos >= 0 and pos < self.kv_cache.capacity(mKc, mPageTable):
             heads = mKnew.shape[2]
             per_head = self.head_dim // self.vec
             for i in cutlass.range(tidx, heads * per_head, self.threads, unroll=1):
                 head = i // per_head
                 j = i % per_head
-                if cutlass.const_expr(self.block_size is None):
-                    dst_k = mKc[batch, pos, head, None]
-                    dst_v = mVc[batch, pos, head, None]
-                else:
-                    block = mPageTable[batch, pos // self.block_size]
-                    row = pos % self.block_size
-                    dst_k = mKc[block, row, head, None]
-                    dst_v = mVc[block, row, head, None]
+                dst_k = self.kv_cache.token_row(mKc, mPageTable, batch, pos, head)
+                dst_v = self.kv_cache.token_row(mVc, mPageTable, batch, pos, head)
                 self.copy_vec(mKnew[batch, token, head, None], dst_k, j)
                 self.copy_vec(mVnew[batch, token, head, None], dst_v, j)
 

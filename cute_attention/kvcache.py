@@ -20,7 +20,9 @@ from cute_attention import launcher
 from cute_attention.api import (
     MAX_GRID_YZ,
     TORCH_DTYPES,
+    LaunchPlan,
     PlanCache,
+    _aligned,
     _check_device,
     _check_strides,
     _check_tensor,
@@ -122,11 +124,12 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         block_size = k_cache.shape[1]
         if block_size not in PAGED_BLOCK_SIZES:
             raise ValueError(f"k_cache block_size {block_size} is not supported; supported: {PAGED_BLOCK_SIZES}")
-        capacity = block_table.shape[1] * block_size
+        cache = PagedKVCache(block_size)
     else:
         if k_cache.shape[0] != batch:
             raise ValueError(f"k_cache batch {k_cache.shape[0]} does not match q batch {batch}")
-        capacity = k_cache.shape[1]
+        cache = LinearKVCache(seqlens=True)
+    capacity = cache.capacity(k_cache, block_table)  # the same rule the kernels clamp with
     if (k is None) != (v is None):
         raise ValueError("k and v must be given together")
     seqlen_new = 0
@@ -163,7 +166,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
-    variant = _with_cache(base, PagedKVCache(block_size) if paged else LinearKVCache(seqlens=True))
+    variant = _with_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     if num_splits == 0:
         split_kernel = launcher.compiled_for(variant, dtype, head_dim, mask, True, split_kv=True)
@@ -183,27 +186,20 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
                        (batch, nheads, seqlen_q) if return_lse else None, seqlen_new, capacity, check_lengths, copies)
 
 
-class KVCachePlan:
-    """A validated call signature: kernels, split count and runtime scalars. Per call only data pointers'
-    alignment is checked (not part of the signature), and the lengths when ``check_lengths`` asks for it."""
+class KVCachePlan(LaunchPlan):
+    """:class:`~cute_attention.api.LaunchPlan` plus the append kernel and the capacity check; ``copies`` flags
+    (q, new k, new v). Per call only data pointers' alignment is checked (not part of the signature), and the
+    lengths when ``check_lengths`` asks for it."""
 
-    __slots__ = ("kernel", "reduce", "append", "num_splits", "scale", "left", "right", "lse_shape", "seqlen_new",
-                 "capacity", "check_lengths", "copies")
+    __slots__ = ("append", "seqlen_new", "capacity", "check_lengths")
 
     def __init__(self, kernel, reduce, append, num_splits, scale, left, right, lse_shape, seqlen_new, capacity,
                  check_lengths, copies=(False, False, False)):
-        self.kernel = kernel
-        self.reduce = reduce
+        super().__init__(kernel, reduce, num_splits, scale, left, right, lse_shape, copies)
         self.append = append
-        self.num_splits = num_splits
-        self.scale = scale
-        self.left = left
-        self.right = right
-        self.lse_shape = lse_shape
         self.seqlen_new = seqlen_new
         self.capacity = capacity
         self.check_lengths = check_lengths
-        self.copies = copies  # (q, k, v): copy to a contiguous tensor first
 
     def launch(self, q, k_cache, v_cache, cache_seqlens, block_table, k, v, out):
         for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("out", out)):
@@ -228,12 +224,6 @@ class KVCachePlan:
             out = torch.empty_like(q)
         return launcher.run(self.kernel, self.reduce, self.num_splits, q, k_cache, v_cache, out, self.lse_shape,
                             self.scale, self.left, self.right, block_table, seqlens_k)
-
-
-def _aligned(t: torch.Tensor, copy: bool) -> torch.Tensor:
-    """``t``, or a contiguous copy when its strides (``copy``, decided once per signature) or its base pointer
-    break the compiled layout rule (read-only inputs only)."""
-    return t.clone(memory_format=torch.contiguous_format) if copy or t.data_ptr() % 16 else t
 
 
 @functools.lru_cache(maxsize=256)

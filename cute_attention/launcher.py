@@ -15,6 +15,7 @@ import math
 import torch
 
 from cute_attention.compile_cache import CACHE, AppendKey, CompiledKernel, CompileKey, ReduceKey, default_target
+from cute_attention.cta_map import query_grid
 from cute_attention.index_math import num_splits_heuristic
 
 MAX_SPLITS = 128
@@ -36,16 +37,20 @@ def compiled_for(variant, dtype: str, head_dim: int, mask, with_lse: bool, split
     return CACHE.get(CompileKey(variant, dtype, head_dim, mask, with_lse, target(), split_kv))
 
 
+def _call_on(device, fn, *args) -> None:
+    """Call a compiled kernel's TVM-FFI function with ``device`` current (its stream is that device's)."""
+    if device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):
+            fn(*args)
+    else:
+        fn(*args)
+
+
 def launch(kernel: CompiledKernel, q, k, v, out, lse, scale: float, left: int, right: int,
            num_splits: int = 1, block_table=None, seqlens_k=None) -> None:
     """``out``/``lse``: the result, or with a split-K kernel the fp32 partials (one slab per split);
     ``block_table`` / ``seqlens_k`` for kernels built with a paged or length-aware cache factory."""
-    fn = kernel.fn  # the TVM-FFI function itself: no extra Python frame per launch
-    if q.device.index != torch.cuda.current_device():
-        with torch.cuda.device(q.device):
-            fn(q, k, v, out, lse, block_table, seqlens_k, scale, left, right, num_splits)
-    else:
-        fn(q, k, v, out, lse, block_table, seqlens_k, scale, left, right, num_splits)
+    _call_on(q.device, kernel.fn, q, k, v, out, lse, block_table, seqlens_k, scale, left, right, num_splits)
 
 
 def launch_split(kernel: CompiledKernel, reduce: CompiledKernel, q, k, v, out, lse, scale: float, left: int,
@@ -77,11 +82,7 @@ def reduce_for(dtype: str, head_dim: int, with_lse: bool) -> CompiledKernel:
 
 def launch_reduce(kernel: CompiledKernel, o_part, lse_part, out, lse) -> None:
     """Merge the splits' partials into ``out`` (and ``lse`` if given) on the current stream."""
-    if out.device.index != torch.cuda.current_device():
-        with torch.cuda.device(out.device):
-            kernel.fn(o_part, lse_part, out, lse)
-    else:
-        kernel.fn(o_part, lse_part, out, lse)
+    _call_on(out.device, kernel.fn, o_part, lse_part, out, lse)
 
 
 def append_for(dtype: str, head_dim: int, block_size: int) -> CompiledKernel:
@@ -91,11 +92,7 @@ def append_for(dtype: str, head_dim: int, block_size: int) -> CompiledKernel:
 
 def launch_append(kernel: CompiledKernel, k_new, v_new, k_cache, v_cache, block_table, cache_seqlens) -> None:
     """Write ``k_new``/``v_new`` at positions ``cache_seqlens[b] ..`` of each sequence (device-side bounds)."""
-    if k_new.device.index != torch.cuda.current_device():
-        with torch.cuda.device(k_new.device):
-            kernel.fn(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens)
-    else:
-        kernel.fn(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens)
+    _call_on(k_new.device, kernel.fn, k_new, v_new, k_cache, v_cache, block_table, cache_seqlens)
 
 
 @functools.cache
@@ -117,10 +114,9 @@ def ctas_per_sm(kernel: CompiledKernel, regs_per_sm: int, threads_per_sm: int, s
 
 
 def unsplit_ctas(variant, batch: int, seqlen_q: int, nheads: int, nheads_kv: int) -> int:
-    """CTAs of the grid without split-K (PackGQA CTAs serve a KV head's whole group of query heads)."""
-    if variant.pack_gqa:
-        return math.ceil(seqlen_q * (nheads // nheads_kv) / variant.impl.tile_m) * nheads_kv * batch
-    return math.ceil(seqlen_q / variant.impl.tile_m) * nheads * batch
+    """CTAs of the kernel's grid without split-K (the same function as its launch, on host ints)."""
+    q_tiles, grid_heads = query_grid(seqlen_q, nheads, nheads_kv, variant.impl.tile_m, variant.pack_gqa)
+    return q_tiles * grid_heads * batch
 
 
 def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index: int, wave_cap: int,

@@ -124,3 +124,19 @@ def test_decode_split_choices_with_two_ctas_per_sm():
     assert pick(32, 512) == 8  # b4 ctx32k
     assert pick(512, 64) == 1  # b64 ctx4k: 512 CTAs already fill two waves
     assert pick(8, 4) == 4  # never more splits than KV tiles
+
+
+def test_query_grid_and_cache_capacity_on_host_ints():
+    """The grid rule the kernel launches with, evaluated on host ints for the split choice; the cache factories'
+    capacity rule (the one the kernels clamp lengths with) on torch tensors."""
+    import torch
+
+    from cute_attention.cache_iterators import LinearKVCache, PagedKVCache
+    from cute_attention.cta_map import query_grid
+
+    assert query_grid(1, 32, 8, 16, True) == (1, 8)  # decode: 4 heads x 1 token per KV head, one tile
+    assert query_grid(5, 32, 8, 16, True) == (2, 8)  # 20 packed rows
+    assert query_grid(5, 32, 8, 16, False) == (1, 32)
+    assert query_grid(239, 8, 8, 128, False) == (2, 8)
+    assert LinearKVCache.capacity(torch.empty(2, 1100, 2, 8)) == 1100
+    assert PagedKVCache(16).capacity(torch.empty(9, 16, 2, 8), torch.zeros(2, 3, dtype=torch.int32)) == 48
