@@ -1,8 +1,10 @@
-"""Where a decode call's time goes: per-kernel GPU time and the gaps between kernels (torch.profiler).
+"""Where a decode call's time goes: per-kernel GPU time and the span of one call (torch.profiler).
 
-One decode call of ``attention_with_kvcache`` (paged, bf16, d128) is replayed ``--calls`` times under the
-profiler; for each CUDA kernel name the median duration is printed, and the median span from the first kernel's
-start to the last kernel's end of a call (launch gaps included). SDPA on the same data for comparison.
+One decode call of ``attention_with_kvcache`` (paged, bf16, d128) is queued ``--calls`` times behind a GPU
+sleep, so the host's launch work is hidden and the span from the first kernel's start to the last kernel's
+end is GPU time only (launch gaps between kernels included); with ``--flush`` the L2 is flushed before each
+call, as ``do_bench`` does. For each kernel the median duration is printed, with the median span, the
+``do_bench`` time, the CUDA-graph time and the host µs per call of the same call. torch SDPA peers on the same data.
 
     python benchmarks/profile_decode.py --case 1x8192 --heads 32/8 [--splits 0] [--json out.json]
 """
@@ -17,36 +19,41 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from common import environment, write_json  # noqa: E402
+from common import bench_ms, environment, graph_ms, host_us_per_call, write_json  # noqa: E402
 from decode import paged_copy  # noqa: E402
 
 from cute_attention import attention_with_kvcache  # noqa: E402
 
+SLEEP_CYCLES = 400_000  # ~0.2 ms: longer than the host needs to queue one call
 
-def kernel_events(fn, calls: int) -> list[list[tuple[str, float, float]]]:
-    """Per call, the (name, start µs, duration µs) of its CUDA kernels, from the profiler's trace."""
+
+def kernel_events(fn, calls: int, flush: torch.Tensor | None) -> list[list[tuple[str, float, float]]]:
+    """Per call, the (name, start µs, duration µs) of its CUDA kernels, each call queued behind a sleep."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(calls):
+            torch.cuda._sleep(SLEEP_CYCLES)
+            if flush is not None:
+                flush.zero_()
             fn()
-            torch.cuda.synchronize()  # calls are separated by idle gaps on the GPU
+            torch.cuda.synchronize()
     kernels = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
                      key=lambda e: e.time_range.start)
-    # split the kernel stream into calls at gaps longer than 50 µs (the synchronizations between calls)
-    calls_out, current, last_end = [], [], None
+    out, current = [], None
     for e in kernels:
-        start, dur = e.time_range.start, e.time_range.elapsed_us()
-        if last_end is not None and start - last_end > 50 and current:
-            calls_out.append(current)
+        if "sleep" in e.name or "spin" in e.name:  # the marker between calls
             current = []
-        current.append((e.name, start, dur))
-        last_end = start + dur
-    if current:
-        calls_out.append(current)
-    return calls_out
+            out.append(current)
+            continue
+        if current is None:
+            continue
+        if flush is not None and not current and "fill" in e.name.lower():
+            continue  # the L2 flush
+        current.append((e.name, e.time_range.start, e.time_range.elapsed_us()))
+    return [c for c in out if c]
 
 
 def summarize(calls: list[list[tuple[str, float, float]]]) -> dict:
@@ -55,9 +62,9 @@ def summarize(calls: list[list[tuple[str, float, float]]]) -> dict:
     for call in calls:
         for name, _, dur in call:
             by_name.setdefault(name, []).append(dur)
-        spans.append(call[-1][1] + call[-1][2] - call[0][1])
-    return {"span_us": statistics.median(spans),
-            "kernels_us": {n[:80]: statistics.median(v) for n, v in by_name.items()}}
+        spans.append(max(s + d for _, s, d in call) - call[0][1])
+    return {"span_us": statistics.median(spans), "kernels_per_call": statistics.median(len(c) for c in calls),
+            "kernels_us": {n[:90]: statistics.median(v) for n, v in by_name.items()}}
 
 
 def main():
@@ -65,10 +72,12 @@ def main():
     ap.add_argument("--case", default="1x8192", help="BATCHxCONTEXT")
     ap.add_argument("--heads", default="32/8")
     ap.add_argument("--block", type=int, default=64)
-    ap.add_argument("--splits", type=int, default=0)
+    ap.add_argument("--splits", default="0", help="comma list of split counts for ours")
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     b, n = map(int, args.case.split("x"))
     h, hkv = map(int, args.heads.split("/"))
     d = 128
@@ -80,18 +89,39 @@ def main():
     vc = torch.empty_like(kc)
     vc[table.long().flatten()] = v.reshape(-1, args.block, hkv, d)
     qs, ks, vs = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    fns = {
-        "ours": lambda: attention_with_kvcache(q, kc, vc, seqlens, block_table=table, num_splits=args.splits),
-        "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True),
-    }
+
+    def sdpa(backend):
+        def run():
+            with sdpa_kernel(backend):
+                return torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
+        return run
+
+    fns = {f"ours:s{s}": (lambda s_: lambda: attention_with_kvcache(q, kc, vc, seqlens, block_table=table,
+                                                                    num_splits=s_))(int(s))
+           for s in args.splits.split(",")}
+    fns["sdpa"] = lambda: torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
+    fns["sdpa_flash"] = sdpa(SDPBackend.FLASH_ATTENTION)
+    fns["sdpa_cudnn"] = sdpa(SDPBackend.CUDNN_ATTENTION)
     kv_gb = 2 * b * n * hkv * d * 2 / 1e9
-    report = {"env": environment(), "case": [b, n, h, hkv, args.block, args.splits], "results": {}}
+    flush = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
+    report = {"env": environment(), "case": [b, n, h, hkv, args.block], "results": {}}
     for name, fn in fns.items():
-        s = summarize(kernel_events(fn, args.calls))
-        report["results"][name] = s
-        print(f"{name}: span {s['span_us']:.1f} us ({kv_gb / s['span_us'] * 1e6:.0f} GB/s over the span)")
-        for kname, us in s["kernels_us"].items():
-            print(f"    {us:8.1f} us  {kname}")
+        try:
+            fn()
+            torch.cuda.synchronize()
+        except Exception as e:  # noqa: BLE001 - a peer that cannot run this case is reported, not fatal
+            report["results"][name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            continue
+        warm = summarize(kernel_events(fn, args.calls, None))
+        cold = summarize(kernel_events(fn, args.calls, flush))
+        r = {"warm": warm, "flushed": cold, "bench_us": bench_ms(fn) * 1e3, "graph_us": graph_ms(fn) * 1e3,
+             "host_us": host_us_per_call(fn, calls=20, rounds=10)}
+        report["results"][name] = r
+        print(f"{name}: span warm {warm['span_us']:.1f} us, flushed {cold['span_us']:.1f} us | do_bench "
+              f"{r['bench_us']:.1f} us ({kv_gb / r['bench_us'] * 1e6:.0f} GB/s) | graph {r['graph_us']:.1f} us | "
+              f"host {r['host_us']:.1f} us/call")
+        for kname, us in cold["kernels_us"].items():
+            print(f"    {us:8.1f} us flushed, {warm['kernels_us'].get(kname, float('nan')):8.1f} warm  {kname[:70]}")
     if args.json:
         write_json(args.json, report)
 

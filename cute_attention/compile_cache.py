@@ -140,7 +140,8 @@ def fake_partial_o(head_dim: int):
 def build_kernel(key: CompileKey):
     from cute_attention.kernel import AttentionKernel
 
-    return AttentionKernel(key.variant, DTYPES[key.dtype], key.head_dim, key.mask, key.with_lse, key.split_kv)
+    return AttentionKernel(key.variant, DTYPES[key.dtype], key.head_dim, key.mask, key.with_lse, key.split_kv,
+                           pdl=key.split_kv and sm_version(key.target) >= 90)
 
 
 def _compile(kernel, args, target: str, ptxas_options: str, dump_dir: str | None):

@@ -10,6 +10,10 @@ strategy, KV cache factory, CTA map) for one dtype, head dim and mask spec:
 * epilogue: merge warp groups if the KV tile was split, normalize, write O (through shared
   memory, 16-byte stores) and the LSE; with ``split_kv`` each CTA walks one KV split and writes its
   normalized fp32 partial O and LSE instead, for the reduction kernel (:mod:`cute_attention.split_reduce`).
+
+With ``pdl`` (split-K builds on sm_90+) the kernel is launched as a programmatic dependent of the previous
+kernel on the stream: its CTAs are staged while that kernel drains and wait (``griddepcontrol.wait``) before
+touching global memory; then it lets the reduction kernel stage its CTAs at once.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ class AttentionKernel:
     """Prefill attention over BSHD tensors for one compile-time configuration."""
 
     def __init__(self, variant, dtype: type[cutlass.Numeric], head_dim: int, mask: MaskSpec, with_lse: bool,
-                 split_kv: bool = False):
+                 split_kv: bool = False, pdl: bool = False):
         self.variant = variant
+        self.pdl = pdl
         self.dtype = dtype
         self.head_dim = head_dim
         self.mask = mask
@@ -121,7 +126,7 @@ class AttentionKernel:
         grid = self.cta_map.grid(num_q_tiles, grid_heads, mQ.shape[0], num_splits)
         self.kernel(mQ, mK, mV, mO, mLSE, mPageTable, mSeqlensK, softmax_scale * LOG2_E, window_left,
                     window_right, num_q_tiles, num_splits).launch(
-            grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream)
+            grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl)
 
     # ---- device side ----
     @cute.kernel
@@ -141,6 +146,11 @@ class AttentionKernel:
         num_splits: Int32,
     ):
         impl = self.impl
+        if cutlass.const_expr(self.pdl):
+            # every global read and write waits for the previous kernel (it may write K/V, or still read a
+            # buffer this call reuses); the reduction's CTAs may be staged from here on
+            cute.arch.griddepcontrol_wait()
+            cute.arch.griddepcontrol_launch_dependents()
         tidx, _, _ = cute.arch.thread_idx()
         q_tile, head, batch, split = self.cta_map.tile_coords(num_q_tiles, num_splits, self.split_kv)
         seqlen_q = mQ.shape[1]

@@ -70,3 +70,18 @@ def test_reduce_waits_by_pdl_on_sm90_only(target):
 def test_append_kernel_compiles_with_16_byte_copies(target, block_size):
     stats = inspect_cubin(compile_append(AppendKey("bfloat16", 128, block_size, target)).cubin)
     assert stats.spills == 0 and stats.count("LDG.E.128") >= 2 and stats.count("STG.E.128") >= 2
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("split", [False, True])
+def test_split_attention_kernel_is_pdl_on_sm90_only(target, split):
+    """On sm_90+ a split-K attention kernel is a programmatic dependent of the previous kernel (it waits,
+    ACQBULK, before any global access) and lets the reduction stage early (PREEXIT); unsplit builds and sm_80
+    carry neither, so their SASS is what it was before PDL."""
+    from cute_attention.sass import disassemble
+
+    key = CompileKey(dataclasses.replace(SM80_M16N64_W1X4_PACK, kv_cache=PagedKVCache(64)), "bfloat16", 128,
+                     MaskSpec(False, True), True, target, split)
+    sass = disassemble(compile_key(key).cubin)
+    pdl = split and target == "sm_90a"
+    assert ("ACQBULK" in sass) == pdl and ("PREEXIT" in sass) == pdl

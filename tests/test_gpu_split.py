@@ -61,7 +61,7 @@ def torch_merge(o_part, lse_part):
 
 
 @pytest.mark.parametrize("d", [64, 96, 128, 192, 256])
-@pytest.mark.parametrize("splits", [1, 2, 5, 33, 128])
+@pytest.mark.parametrize("splits", [1, 2, 5, 33, 64, 65, 128, 129, 200])
 def test_reduce_kernel_alone(d, splits):
     b, sq, h = 2, 37, 3
     o_part = rand(splits, b, sq, h, d, dtype=torch.float32)
