@@ -68,11 +68,24 @@ class PagedSource:
     def rows_view(self, n: Int32, rel: Int32) -> cute.Tensor:
         """A ``(tile_n, d)`` view whose row ``rel`` sits at the physical row of logical token
         ``n * tile_n + rel``: a linear tile layout over a shifted base pointer."""
+        return self.view_at(n, rel, self.lookup(n, rel))
+
+    @cute.jit
+    def lookup(self, n: Int32, rel: Int32):
+        """The block-table read behind :meth:`rows_view` (split out so a mainloop can issue it early)."""
+        if cutlass.const_expr(self.block_size >= self.tile_n):
+            rel = 0  # the whole tile lies in one block: one table lookup per tile
+        block, _ = paged_slot(self.table, n * self.tile_n + rel, self.block_size)
+        return block
+
+    @cute.jit
+    def view_at(self, n: Int32, rel: Int32, block) -> cute.Tensor:
+        """:meth:`rows_view` given the block :meth:`lookup` read."""
         cache = self.cache
         row_stride = cache.layout.stride[1]
         if cutlass.const_expr(self.block_size >= self.tile_n):
-            rel = 0  # the whole tile lies in one block: one table lookup per tile
-        block, row = paged_slot(self.table, n * self.tile_n + rel, self.block_size)
+            rel = 0
+        row = (n * self.tile_n + rel) % self.block_size
         base = cache.iterator + block * cache.layout.stride[0] + (row - rel) * row_stride
         return cute.make_tensor(base, cute.make_layout((self.tile_n, cache.shape[2]), stride=(row_stride, 1)))
 

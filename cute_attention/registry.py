@@ -100,6 +100,11 @@ SM80_M16N64_W1X4 = _sm80("sm80_m16n64_w1x4_s3", 16, 64, 1, 4, 3, (64, 128))
 # The row -> (token, head) arithmetic costs a few registers: the sm_80 d96 build spills 3 values.
 SM80_M16N64_W1X4_PACK = dataclasses.replace(SM80_M16N64_W1X4, name="sm80_m16n64_w1x4_s3_pack", pack_gqa=True,
                                             spill_budget=8)
+# The same decode tile reading a paged cache's block table one load ahead (one read per tile, landed before the
+# tile's issue; sm_90a paged 64: no table read between a barrier and its copies, 168 instead of 200 registers).
+# By name until it has run on the GPU suite and the decode benchmark.
+SM80_M16N64_W1X4_PACK_LA = dataclasses.replace(SM80_M16N64_W1X4_PACK, name="sm80_m16n64_w1x4_s3_pack_la",
+                                               mainloop=Sm80CpAsync(3, lookup_ahead=True))
 # Speculative decoding / short queries with larger groups (up to 64 packed rows, e.g. 8 tokens x 8 heads).
 SM80_M64N64_WS2_PACK = dataclasses.replace(SM80_M64N64_WS2, name="sm80_m64n64_w2x2_pack", pack_gqa=True)
 
@@ -122,6 +127,7 @@ REGISTRY.register(SM80_M128N64_S4L, lambda d: d.head_dim <= 128)
 REGISTRY.register(SM80_M64N64)
 REGISTRY.register(SM80_M128N32_W8, lambda d: False)  # spill-free alternative for d >= 192, by name
 REGISTRY.register(SIMT_M8N64_W1X4_PACK, lambda d: False)  # SIMT decode, by name (slower on the H100, see above)
+REGISTRY.register(SM80_M16N64_W1X4_PACK_LA, lambda d: False)  # block-table lookahead, by name (see above)
 
 # "sm75": Turing's algorithm (m16n8k8 + the synchronous Sm70 mainloop, Q kept in registers so its shared
 # memory joins the K/V slots). 16 query rows per warp. d >= 192 keeps Q in shared memory: its fragments

@@ -6,6 +6,10 @@ query tile (row ``r`` is query token ``r // group`` of head ``head0 + r % group`
 physical address. A gmem iterator partitions a source into a :class:`GatherPart`; indexing that part
 yields :class:`GatherTile`, whose row group ``m`` is the thread's slice of the view for its own row of
 that group. So one address computation per row group and tile, and the copies stay 16-byte vectors.
+
+A source whose addresses need a read (a paged cache's block table) may also split ``rows_view`` into
+``lookup(n, rel)`` (the read) and ``view_at(n, rel, key)`` (the view from what it read), so a mainloop can
+issue the read a load ahead (:meth:`~cute_attention.arch.gmem_iterator.Sm80GmemIterator.lookup`).
 """
 
 from __future__ import annotations

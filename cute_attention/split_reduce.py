@@ -5,9 +5,10 @@ the split saw no key). The merge is ``LSE = log Σ exp(LSE_i)`` and ``O = Σ exp
 same result as one pass over all keys, up to fp32 rounding. One CTA merges one output row
 ``(batch, query, head)``. A small-batch decode waits on this kernel's dependent loads, so each phase issues
 all its loads at once: every warp holds the first ``lse_slots · 32`` LSEs in registers (one load round, a
-loop only past them), then warp ``w`` loads splits ``w, w + warps, ...`` (``unroll`` of them, predicated, all
-in flight) over its lanes' ``head_dim / 32`` columns, and the warps' partial sums meet in shared memory.
-With 8 warps × 8 splits, up to 64 splits are merged in one round of loads.
+loop only past them), then warp ``w`` loads splits ``w, w + warps, ...`` over its lanes' ``head_dim / 32``
+columns, ``unroll`` of them at once (branch-free: an index past the last split is clamped to it and weighted
+0), and the warps' partial sums meet in shared memory. With 8 warps × 8 splits, up to 64 splits are merged in
+one round of loads.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ class SplitReduce:
         ``mO (batch, seqlen_q, nheads, d)``, ``mLSE (batch, nheads, seqlen_q)`` or None."""
         rows = mO.shape[0] * mO.shape[1] * mO.shape[2]
         smem = (self.warps - 1) * self.head_dim * 4
+        # .minnctapersm 1: without it ptxas trades the round's loads in flight for registers (two at a time)
         self.kernel(mOp, mLSEp, mO, mLSE).launch(grid=[rows, 1, 1], block=[self.warps * WARP, 1, 1], smem=smem,
-                                                 stream=stream, use_pdl=self.pdl,
-                                                 min_blocks_per_mp=1)
+                                                 stream=stream, use_pdl=self.pdl, min_blocks_per_mp=1)
 
     @cute.kernel
     def kernel(self, mOp: cute.Tensor, mLSEp: cute.Tensor, mO: cute.Tensor, mLSE: cute.Tensor | None):

@@ -14,6 +14,7 @@ from cute_attention.registry import (
     SIMT_M64N64,
     SM75_M64N64,
     SM80_M16N64_W1X4_PACK,
+    SM80_M16N64_W1X4_PACK_LA,
     SM80_M64N64_WS2_PACK,
     SM80_M128N64_S4L,
 )
@@ -66,6 +67,20 @@ def test_reduce_waits_by_pdl_on_sm90_only(target):
 
 
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+def test_reduce_keeps_a_round_of_loads_in_flight(target):
+    """The reduction's round of ``unroll`` split loads (LDG.128 of partial O at d128) is issued before the first
+    FFMA that sums them: ptxas left to itself keeps only two in flight."""
+    from cute_attention.sass import disassemble
+    from cute_attention.split_reduce import SplitReduce
+
+    sass = [line for line in disassemble(compile_reduce(ReduceKey("bfloat16", 128, False, target)).cubin).splitlines()
+            if "LDG.E.128" in line or "FFMA" in line]
+    first = next(i for i, line in enumerate(sass) if "LDG.E.128" in line)
+    in_flight = next(i for i in range(first, len(sass)) if "FFMA" in sass[i]) - first
+    assert in_flight >= SplitReduce(None, 128, False).unroll, sass[first:first + 12]
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("block_size", [0, 16, 256], ids=["contiguous", "paged16", "paged256"])
 def test_append_kernel_compiles_with_16_byte_copies(target, block_size):
     stats = inspect_cubin(compile_append(AppendKey("bfloat16", 128, block_size, target)).cubin)
@@ -85,3 +100,34 @@ def test_split_attention_kernel_is_pdl_on_sm90_only(target, split):
     sass = disassemble(compile_key(key).cubin)
     pdl = split and target == "sm_90a"
     assert ("ACQBULK" in sass) == pdl and ("PREEXIT" in sass) == pdl
+
+
+def _table_reads_after_barriers(sass: str) -> int:
+    """Copies whose issue waits on a table read: a 32-bit LDG between a BAR.SYNC and the first LDGSTS after it."""
+    count, after_bar, read = 0, False, False
+    for line in sass.splitlines():
+        if "BAR.SYNC" in line:
+            after_bar, read = True, False
+        elif after_bar and "LDG.E " in line:
+            read = True
+        elif after_bar and "LDGSTS" in line:
+            count += read
+            after_bar = False
+    return count
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("block_size", [16, 64])
+def test_lookup_ahead_takes_table_reads_off_the_issue(target, block_size):
+    """With the block table read one load ahead no K/V copy waits on a table read after its barrier (at most the
+    first one of the walk); the same tile without it has one such read per issue site."""
+    from cute_attention.sass import disassemble
+
+    counts = {}
+    for variant in (SM80_M16N64_W1X4_PACK, SM80_M16N64_W1X4_PACK_LA):
+        key = CompileKey(dataclasses.replace(variant, kv_cache=PagedKVCache(block_size)), "bfloat16", 128,
+                         MaskSpec(False, True), True, target, True)
+        kernel = compile_key(key)
+        assert inspect_cubin(kernel.cubin).spills <= variant.spill_budget
+        counts[variant.name] = _table_reads_after_barriers(disassemble(kernel.cubin))
+    assert counts[SM80_M16N64_W1X4_PACK.name] >= 4 and counts[SM80_M16N64_W1X4_PACK_LA.name] <= 1, counts

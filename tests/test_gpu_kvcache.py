@@ -253,3 +253,15 @@ def test_simt_decode_variant(group):
         for sq in (1, 8 // group // 2, 8 // group):
             q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
             check_decode_splits_and_masks(q, case, f"bs={block_size} sq={sq}", variant="simt_m8n64_w1x4_s3_pack")
+
+
+@pytest.mark.parametrize("block_size", PAGED_BLOCK_SIZES, ids=lambda b: f"bs{b}")
+def test_lookup_ahead_decode_variant(block_size):
+    """The decode tile reading the block table one load ahead (by name): every block size, lengths 1 and block
+    boundaries +- 1, GQA 1 and 4 with 1-4 query tokens, split counts 1, 4 and the heuristic, three masks."""
+    d, dtype, nheads_kv = 128, torch.bfloat16, 2
+    case = paged_decode_case(block_size, nheads_kv, d, dtype)
+    for group, sq in ((1, 1), (4, 1), (4, 4)):
+        q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
+        check_decode_splits_and_masks(q, case, f"bs={block_size} group={group} sq={sq}",
+                                      variant="sm80_m16n64_w1x4_s3_pack_la")

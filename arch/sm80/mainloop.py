@@ -8,7 +8,10 @@ slot ``j % stages``. ``stages - 1`` loads are in flight when load ``j`` is consu
     issue load j + stages - 1 into the slot load j - 1 used (every thread is past it)
     compute on load j
 
-One barrier per load, as in FlashAttention-2 for ``stages = 2``. The walk has three phases:
+One barrier per load, as in FlashAttention-2 for ``stages = 2``. With ``lookup_ahead`` a row-gathered source (a
+paged cache) reads its block table one load ahead: right after V of a tile is issued, the reads for the next
+tile start (into registers, shared by its K and V), so the next issue finds them landed instead of stalling
+on a dependent read after the barrier, and the table is read once per tile. The walk has three phases:
 ``back`` tiles masked by the right bound / seqlen_k, ``mid`` unmasked tiles, ``front`` tiles masked
 by the sliding window's left bound; the first tile is peeled (full mask, no rescale of O).
 """
@@ -24,6 +27,7 @@ from cutlass import Int32
 from cute_attention.arch.gmem_iterator import Sm80GmemIterator
 from cute_attention.arch.phases import walk_phases
 from cute_attention.mainloop_args import MainloopArgs
+from cute_attention.row_gather import GatherPart
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Sm80CpAsync:
 
     stages: int = 2
     name: str = "cpasync"
+    lookup_ahead: bool = False  # row sources: the next tile's block-table reads one load ahead
     sass_required = ("LDGSTS",)
     sass_forbidden = ()
 
@@ -52,16 +57,33 @@ class Sm80CpAsync:
         cute.arch.cp_async_commit_group()
 
     # ---- loads ----
+    def looks_ahead(self, a: MainloopArgs) -> bool:
+        """Whether this walk reads the block table ahead (``lookup_ahead`` and a row-gathered source)."""
+        return self.lookup_ahead and isinstance(a.k_part.src, GatherPart)
+
     @cute.jit
-    def issue(self, a: MainloopArgs, j_tile, is_v: cutlass.Constexpr, slot, residue: cutlass.Constexpr):
-        """Start the copy of K (or V) of walk step ``j_tile`` into ``slot``; nothing past the last tile."""
+    def look_up(self, a: MainloopArgs, j_tile, keys: cute.Tensor):
+        """Start the table reads of walk step ``j_tile`` (past the walk: of tile 0, never copied)."""
+        n = cutlass.max(a.sched.n_hi - 1 - j_tile, 0)
+        a.it.lookup(a.k_part, n, a.seqlen_k - n * a.impl.tile_n, keys)
+
+    @cute.jit
+    def issue(self, a: MainloopArgs, j_tile, is_v: cutlass.Constexpr, slot, residue: cutlass.Constexpr,
+              keys=None):
+        """Start the copy of K (or V) of walk step ``j_tile`` into ``slot``; nothing past the last tile. With
+        ``keys`` (table reads of this step, issued earlier) the tile is built from them, and after V the next
+        step's reads start."""
         part = a.v_part if cutlass.const_expr(is_v) else a.k_part
         total = a.sched.n_hi - a.sched.n_lo
         if j_tile < total:
             n = a.sched.n_hi - 1 - j_tile
-            tile_n = a.impl.tile_n
-            a.it.prefetch(part, part.src[None, None, None, n], part.dst[None, None, None, slot],
-                          a.seqlen_k - n * tile_n, residue)
+            row_limit = a.seqlen_k - n * a.impl.tile_n
+            src = part.src[None, None, None, n]
+            if cutlass.const_expr(keys is not None):
+                src = a.it.located(part, n, row_limit, keys)
+            a.it.prefetch(part, src, part.dst[None, None, None, slot], row_limit, residue)
+        if cutlass.const_expr(keys is not None and is_v):
+            self.look_up(a, j_tile + 1, keys)
 
     def slot_of(self, t, offset: int):
         """Ring slot of load ``2t + offset``; compile-time when ``t`` is or ``stages`` makes it so."""
@@ -79,26 +101,26 @@ class Sm80CpAsync:
         return j_tile, ahead % 2 == 1, self.slot_of(t, ahead), residue
 
     @cute.jit
-    def wait_and_issue(self, a: MainloopArgs, t, consumed: cutlass.Constexpr):
+    def wait_and_issue(self, a: MainloopArgs, t, consumed: cutlass.Constexpr, keys=None):
         """Load ``2t + consumed`` is about to be consumed: wait for it, then refill the ring."""
         cute.arch.cp_async_wait_group(self.stages - 2)
         cute.arch.barrier()
         j_tile, is_v, slot, residue = self.refill_plan(t, consumed)
-        self.issue(a, j_tile, is_v, slot, residue)
+        self.issue(a, j_tile, is_v, slot, residue, keys)
         cute.arch.cp_async_commit_group()
 
     # ---- one KV tile ----
     @cute.jit
-    def step(self, a: MainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
+    def step(self, a: MainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr, keys=None):
         impl = a.impl
-        self.wait_and_issue(a, t, 0)
+        self.wait_and_issue(a, t, 0, keys)
         acc_S = impl.compute_qk(a.st, self.slot_of(t, 0))
         if cutlass.const_expr(mask is not None):
             impl.mask_scores(a.st, acc_S, a.q_start, a.sched.n_hi - 1 - t, a.seqlen_q, a.seqlen_k,
                              a.window_left, a.window_right, mask, a.group)
         impl.softmax_step(a.softmax, acc_S, a.acc_O, is_first)
         tOrP = impl.convert_p(a.st, acc_S)
-        self.wait_and_issue(a, t, 1)
+        self.wait_and_issue(a, t, 1, keys)
         impl.compute_pv(a.st, tOrP, a.acc_O, self.slot_of(t, 1))
 
     @cute.jit
@@ -110,8 +132,12 @@ class Sm80CpAsync:
     def run(self, a: MainloopArgs):
         total = a.sched.n_hi - a.sched.n_lo
         if total > 0:
+            keys = None
+            if cutlass.const_expr(self.looks_ahead(a)):
+                keys = a.it.make_keys(a.k_part)  # (CPY_ROWS,) block ids of the next tile's rows
+                self.look_up(a, 0, keys)
             for j in cutlass.range_constexpr(self.stages - 1):
-                self.issue(a, j // 2, j % 2 == 1, j, j < 2)
+                self.issue(a, j // 2, j % 2 == 1, j, j < 2, keys)
                 cute.arch.cp_async_commit_group()
-            walk_phases(self, a)
+            walk_phases(self, a, keys)
         cute.arch.cp_async_wait_group(0)
