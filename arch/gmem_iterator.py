@@ -69,37 +69,6 @@ class GmemIterator:
         return CopyPartition(src=src_part, dst=dst_part, row0=row0, t0_rows=t0_rows)
 
 
-@dataclass(frozen=True)
-class LocatedTile:
-    """Tile ``n`` of a row source whose address reads (``lookup``: a paged cache's block table) were issued
-    earlier into ``keys`` (a register tensor, one entry per row group); the views are built when the copy is."""
-
-    part: GatherPart
-    n: Any
-    row_limit: Any
-    keys: Any
-    rows_per_tile: int
-
-    @cute.jit
-    def rows(self, m: cutlass.Constexpr):
-        rel = _looked_up_row(self.part, m, self.n, self.row_limit, self.rows_per_tile)
-        view = self.part.src.view_at(self.n, rel, self.keys[m])
-        return self.part.thr.partition_S(view)[None, m, None]
-
-
-@cute.jit
-def _looked_up_row(part: GatherPart, m: cutlass.Constexpr, n, row_limit, rows_per_tile: cutlass.Constexpr):
-    """Tile row of row group ``m`` that a lookup reads: the thread's own, or logical row 0 of the sequence
-    when it is at or past ``row_limit`` (its copy is predicated off, and no read leaves the table's row)."""
-    rel = part.row0 + part.t0_rows[m]
-    return rel if rel < row_limit else -n * rows_per_tile
-
-
-def _row_group(src, m: int):
-    """Row group ``m`` of a tile's source: a :class:`LocatedTile` or an indexable view."""
-    return src.rows(m) if isinstance(src, LocatedTile) else src[None, m, None]
-
-
 class Sm80GmemIterator(GmemIterator):
     """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
 
@@ -107,36 +76,20 @@ class Sm80GmemIterator(GmemIterator):
         op = cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL)
         return cute.make_copy_atom(op, self.dtype, num_bits_per_copy=ACCESS_BITS)
 
-    def make_keys(self, part: CopyPartition) -> cute.Tensor:
-        """(CPY_ROWS,) registers for one tile's lookups of a row source (:meth:`lookup`)."""
-        return cute.make_rmem_tensor((len(part.t0_rows),), Int32)
-
     @cute.jit
-    def lookup(self, part: CopyPartition, n: Int32, row_limit: Int32, keys: cute.Tensor):
-        """Issue the address reads of tile ``n`` of a row source into ``keys`` (a paged cache reads its block
-        table); :meth:`located` builds the tile from them later, so the reads are in flight until then."""
-        for m in cutlass.range_constexpr(len(part.t0_rows)):
-            keys[m] = part.src.src.lookup(n, _looked_up_row(part.src, m, n, row_limit, self.rows))
-
-    def located(self, part: CopyPartition, n: Int32, row_limit: Int32, keys: cute.Tensor) -> LocatedTile:
-        """Tile ``n`` of a row source from the reads :meth:`lookup` issued for it (same ``row_limit``)."""
-        return LocatedTile(part.src, n, row_limit, keys, self.rows)
-
-    @cute.jit
-    def prefetch(self, part: CopyPartition, src, dst: cute.Tensor, row_limit: Int32,
-                 predicate_rows: cutlass.Constexpr):
-        """Issue the copies of one tile (``src``/``dst`` already indexed to ``(CPY, ROWS, COLS)``, or ``src`` a
-        :class:`LocatedTile`)."""
+    def prefetch(self, part: CopyPartition, src: cute.Tensor, dst: cute.Tensor,
+                 row_limit: Int32, predicate_rows: cutlass.Constexpr):
+        """Issue the copies of one tile (``src``/``dst`` already indexed to ``(CPY, ROWS, COLS)``)."""
         tiled = self.tiled_copy()
         if cutlass.const_expr(predicate_rows):
             for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
                 if part.t0_rows[m] < row_limit - part.row0:
-                    cute.copy(tiled, _row_group(src, m), dst[None, m, None])
+                    cute.copy(tiled, src[None, m, None], dst[None, m, None])
                 else:
                     dst[None, m, None].fill(0)
-        elif cutlass.const_expr(isinstance(src, (GatherTile, GatherPart, LocatedTile))):
+        elif cutlass.const_expr(isinstance(src, (GatherTile, GatherPart))):
             for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
-                cute.copy(tiled, _row_group(src, m), dst[None, m, None])
+                cute.copy(tiled, src[None, m, None], dst[None, m, None])
         else:
             cute.copy(tiled, src, dst)
 

@@ -52,6 +52,11 @@ def sm_version(target: str) -> int:
     return int("".join(c for c in target.removeprefix("sm_") if c.isdigit()))
 
 
+def has_pdl(target: str) -> bool:
+    """Programmatic dependent launch (``griddepcontrol``): sm_90 and newer."""
+    return sm_version(target) >= 90
+
+
 @dataclass(frozen=True)
 class CompileKey:
     variant: Any
@@ -141,7 +146,7 @@ def build_kernel(key: CompileKey):
     from cute_attention.kernel import AttentionKernel
 
     return AttentionKernel(key.variant, DTYPES[key.dtype], key.head_dim, key.mask, key.with_lse, key.split_kv,
-                           pdl=key.split_kv and sm_version(key.target) >= 90)
+                           pdl=key.split_kv and has_pdl(key.target))
 
 
 def _compile(kernel, args, target: str, ptxas_options: str, dump_dir: str | None):
@@ -165,7 +170,7 @@ def _compile(kernel, args, target: str, ptxas_options: str, dump_dir: str | None
 def compile_reduce(key: ReduceKey, dump_dir: str | None = None) -> CompiledKernel:
     from cute_attention.split_reduce import SplitReduce
 
-    kernel = SplitReduce(DTYPES[key.dtype], key.head_dim, key.with_lse, pdl=sm_version(key.target) >= 90)
+    kernel = SplitReduce(DTYPES[key.dtype], key.head_dim, key.with_lse, pdl=has_pdl(key.target))
     args = (fake_partial_o(key.head_dim), fake_lse(splits=True), fake_bshd(DTYPES[key.dtype], key.head_dim),
             fake_lse() if key.with_lse else None, make_fake_stream(use_tvm_ffi_env_stream=True))
     fn, seconds, cubin = _compile(kernel, args, key.target, "", dump_dir)

@@ -8,8 +8,8 @@ yields :class:`GatherTile`, whose row group ``m`` is the thread's slice of the v
 that group. So one address computation per row group and tile, and the copies stay 16-byte vectors.
 
 A source whose addresses need a read (a paged cache's block table) may also split ``rows_view`` into
-``lookup(n, rel)`` (the read) and ``view_at(n, rel, key)`` (the view from what it read), so a mainloop can
-issue the read a load ahead (:meth:`~cute_attention.arch.gmem_iterator.Sm80GmemIterator.lookup`).
+``lookup(n, rel)`` (the read) and ``view_at(n, rel, key)`` (the view from what it read): a mainloop can then
+issue the reads a load ahead (:meth:`GatherPart.lookup`) and index the tile with them later.
 """
 
 from __future__ import annotations
@@ -37,13 +37,39 @@ class GatherPart:
             return GatherTile(self, idx[3])
         return GatherTile(self, None)[idx]
 
+    @cute.jit
+    def lookup_row(self, m: cutlass.Constexpr, n, row_limit, tile_rows: cutlass.Constexpr):
+        """Tile row that row group ``m``'s lookup reads: the thread's own, or logical row 0 of the sequence when
+        it is at or past ``row_limit`` (its copy is predicated off, and no read leaves the table's row)."""
+        rel = self.row0 + self.t0_rows[m]
+        return rel if rel < row_limit else -n * tile_rows
+
+    def make_keys(self) -> cute.Tensor:
+        """(CPY_ROWS,) registers for one tile's address reads (:meth:`lookup`)."""
+        return cute.make_rmem_tensor((len(self.t0_rows),), Int32)
+
+    @cute.jit
+    def lookup(self, n, row_limit, tile_rows: cutlass.Constexpr, keys: cute.Tensor):
+        """Issue the source's address reads of tile ``n`` into ``keys`` (registers, one per row group); they
+        stay in flight until :meth:`located` indexes the tile with them."""
+        for m in cutlass.range_constexpr(len(self.t0_rows)):
+            keys[m] = self.src.lookup(n, self.lookup_row(m, n, row_limit, tile_rows))
+
+    def located(self, n, row_limit, tile_rows: int, keys: cute.Tensor) -> GatherTile:
+        """Tile ``n`` from the reads :meth:`lookup` issued for it (same ``row_limit``)."""
+        return GatherTile(self, n, keys, row_limit, tile_rows)
+
 
 @dataclass(frozen=True)
 class GatherTile:
-    """Tile ``n`` of a row source; ``tile[None, m, None]``: the thread's ``(CPY, CPY_COLS)`` view of row group ``m``."""
+    """Tile ``n`` of a row source; ``tile[None, m, None]``: the thread's ``(CPY, CPY_COLS)`` view of row group ``m``.
+    With ``keys`` the source's address reads were issued earlier (:meth:`GatherPart.lookup`)."""
 
     part: GatherPart
     n: Any
+    keys: Any = None
+    row_limit: Any = None
+    tile_rows: int = 0
 
     def __getitem__(self, idx):
         return self.rows(idx[1])
@@ -51,7 +77,10 @@ class GatherTile:
     @cute.jit
     def rows(self, m: cutlass.Constexpr):
         p = self.part
-        view = p.src.rows_view(self.n, p.row0 + p.t0_rows[m])
+        if cutlass.const_expr(self.keys is None):
+            view = p.src.rows_view(self.n, p.row0 + p.t0_rows[m])
+        else:
+            view = p.src.view_at(self.n, p.lookup_row(m, self.n, self.row_limit, self.tile_rows), self.keys[m])
         return p.thr.partition_S(view)[None, m, None]
 
 

@@ -58,14 +58,14 @@ class Sm80CpAsync:
 
     # ---- loads ----
     def looks_ahead(self, a: MainloopArgs) -> bool:
-        """Whether this walk reads the block table ahead (``lookup_ahead`` and a row-gathered source)."""
-        return self.lookup_ahead and isinstance(a.k_part.src, GatherPart)
+        """Whether this walk reads the block table ahead (``lookup_ahead`` and a row source with reads to issue)."""
+        return self.lookup_ahead and isinstance(a.k_part.src, GatherPart) and hasattr(a.k_part.src.src, "lookup")
 
     @cute.jit
     def look_up(self, a: MainloopArgs, j_tile, keys: cute.Tensor):
         """Start the table reads of walk step ``j_tile`` (past the walk: of tile 0, never copied)."""
         n = cutlass.max(a.sched.n_hi - 1 - j_tile, 0)
-        a.it.lookup(a.k_part, n, a.seqlen_k - n * a.impl.tile_n, keys)
+        a.k_part.src.lookup(n, a.seqlen_k - n * a.impl.tile_n, a.impl.tile_n, keys)
 
     @cute.jit
     def issue(self, a: MainloopArgs, j_tile, is_v: cutlass.Constexpr, slot, residue: cutlass.Constexpr,
@@ -80,7 +80,7 @@ class Sm80CpAsync:
             row_limit = a.seqlen_k - n * a.impl.tile_n
             src = part.src[None, None, None, n]
             if cutlass.const_expr(keys is not None):
-                src = a.it.located(part, n, row_limit, keys)
+                src = part.src.located(n, row_limit, a.impl.tile_n, keys)
             a.it.prefetch(part, src, part.dst[None, None, None, slot], row_limit, residue)
         if cutlass.const_expr(keys is not None and is_v):
             self.look_up(a, j_tile + 1, keys)
@@ -134,7 +134,7 @@ class Sm80CpAsync:
         if total > 0:
             keys = None
             if cutlass.const_expr(self.looks_ahead(a)):
-                keys = a.it.make_keys(a.k_part)  # (CPY_ROWS,) block ids of the next tile's rows
+                keys = a.k_part.src.make_keys()  # (CPY_ROWS,) block ids of the next tile's rows
                 self.look_up(a, 0, keys)
             for j in cutlass.range_constexpr(self.stages - 1):
                 self.issue(a, j // 2, j % 2 == 1, j, j < 2, keys)
