@@ -164,7 +164,8 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         if t is not None:
             _check_strides(name, t)
 
-    desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv)
+    desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
+                    k_cache.shape[1] if block_table is not None else 0)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
     variant = _with_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)

@@ -23,6 +23,7 @@ class AttnDesc:
     causal: bool
     has_window: bool
     group: int = 1  # query heads per KV head (GQA)
+    block_size: int = 0  # paged KV cache block size; 0 for a contiguous cache
 
 
 Predicate = Callable[[AttnDesc], bool]
@@ -101,10 +102,13 @@ SM80_M16N64_W1X4 = _sm80("sm80_m16n64_w1x4_s3", 16, 64, 1, 4, 3, (64, 128))
 SM80_M16N64_W1X4_PACK = dataclasses.replace(SM80_M16N64_W1X4, name="sm80_m16n64_w1x4_s3_pack", pack_gqa=True,
                                             spill_budget=8)
 # The same decode tile reading a paged cache's block table one load ahead (one read per tile, landed before the
-# tile's issue; sm_90a paged 64: no table read between a barrier and its copies, 168 instead of 200 registers).
-# By name until it has run on the GPU suite and the decode benchmark.
-SM80_M16N64_W1X4_PACK_LA = dataclasses.replace(SM80_M16N64_W1X4_PACK, name="sm80_m16n64_w1x4_s3_pack_la",
-                                               mainloop=Sm80CpAsync(3, lookup_ahead=True))
+# tile's issue; sm_90a paged 64: no table read between a barrier and its copies) with a 5-deep ring: 2 CTAs per
+# SM (87 KiB of shared memory) instead of 3, so an unsplit large batch runs in waves the split cost model
+# expects. H100, 32/8 heads, paged 64: 64 x 4k 2934 vs 2853 GB/s for the 3-deep ring, others within 2%
+# (benchmarks/results/h100/sweep_decode_la_9c5ee18.txt). With 16-token blocks (four reads per tile) the
+# lookahead was slower at 128/256 x 1k, so the registry takes it for blocks of 64 and more.
+SM80_M16N64_W1X4_PACK_LA = dataclasses.replace(SM80_M16N64_W1X4_PACK, name="sm80_m16n64_w1x4_s5_pack_la",
+                                               mainloop=Sm80CpAsync(5, lookup_ahead=True))
 # Speculative decoding / short queries with larger groups (up to 64 packed rows, e.g. 8 tokens x 8 heads).
 SM80_M64N64_WS2_PACK = dataclasses.replace(SM80_M64N64_WS2, name="sm80_m64n64_w2x2_pack", pack_gqa=True)
 
@@ -118,6 +122,7 @@ SIMT_M8N64_W1X4_PACK = Variant("simt_m8n64_w1x4_s3_pack", Simt(8, 64, 1, 4, k_un
                                head_dims=(128,), pack_gqa=True)
 
 REGISTRY = Registry()
+REGISTRY.register(SM80_M16N64_W1X4_PACK_LA, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16 and d.block_size >= 64)
 REGISTRY.register(SM80_M16N64_W1X4_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16)
 REGISTRY.register(SM80_M64N64_WS2_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM80_M16N64_W1X4, lambda d: d.seqlen_q <= 16)
@@ -127,7 +132,6 @@ REGISTRY.register(SM80_M128N64_S4L, lambda d: d.head_dim <= 128)
 REGISTRY.register(SM80_M64N64)
 REGISTRY.register(SM80_M128N32_W8, lambda d: False)  # spill-free alternative for d >= 192, by name
 REGISTRY.register(SIMT_M8N64_W1X4_PACK, lambda d: False)  # SIMT decode, by name (slower on the H100, see above)
-REGISTRY.register(SM80_M16N64_W1X4_PACK_LA, lambda d: False)  # block-table lookahead, by name (see above)
 
 # "sm75": Turing's algorithm (m16n8k8 + the synchronous Sm70 mainloop, Q kept in registers so its shared
 # memory joins the K/V slots). 16 query rows per warp. d >= 192 keeps Q in shared memory: its fragments

@@ -74,6 +74,25 @@ def test_every_config_is_registered_and_finds_its_own_variants():
             assert v.arch == config and d in v.head_dims
 
 
+def test_decode_choice_follows_group_rows_and_block_size():
+    """Every (block size, group, query tokens) decode case: packed 16-row tile when the group's rows fit, reading
+    the block table ahead for blocks of 64 tokens and more; the 64-row packed tile up to 64 rows; else unpacked."""
+    from cute_attention import REGISTRY, AttnDesc
+
+    for block_size in (0, 16, 32, 64, 128, 256):
+        for group in (1, 2, 3, 4, 8, 16):
+            for sq in range(1, 17):
+                rows = sq * group
+                got = REGISTRY.find(AttnDesc(128, "bfloat16", sq, 4096, True, False, group, block_size)).name
+                if group > 1 and rows <= 16:
+                    want = "sm80_m16n64_w1x4_s5_pack_la" if block_size >= 64 else "sm80_m16n64_w1x4_s3_pack"
+                elif group > 1 and rows <= 64:
+                    want = "sm80_m64n64_w2x2_pack"
+                else:
+                    want = "sm80_m16n64_w1x4_s3"
+                assert got == want, (block_size, group, sq, got)
+
+
 def test_sm70_config_has_no_bf16():
     from cute_attention import REGISTRY, AttnDesc
 

@@ -162,21 +162,31 @@ def check_decode_splits_and_masks(q, case, ctx, variant=None):
 
 @pytest.mark.parametrize("group", [1, 2, 4, 8, 16], ids=lambda g: f"gqa{g}")
 @pytest.mark.parametrize("block_size", [16, 64], ids=["bs16", "bs64"])
-def test_decode_head_groups(group, block_size):
+def test_decode_head_groups(group, block_size, monkeypatch):
     """Decode and speculative decode (1-8 query tokens) for GQA groups 1..16: the registry's choice (query heads
-    packed into the CTA's rows when the group allows it) and every split count, against the gathered reference."""
-    from cute_attention.registry import REGISTRY, AttnDesc
+    packed into the CTA's rows when the group allows it, the block table read ahead for 64-token blocks), seen
+    in the call's own dispatch, and every split count, against the gathered reference."""
+    from cute_attention import kvcache
 
+    chosen = []
+
+    def spy(variant, desc, config):
+        chosen.append(resolve(variant, desc, config))
+        return chosen[-1]
+
+    resolve = kvcache.resolve_variant
+    monkeypatch.setattr(kvcache, "resolve_variant", spy)
     d, dtype, nheads_kv = 128, torch.bfloat16, 2
     case = paged_decode_case(block_size, nheads_kv, d, dtype)
     for sq in (1, 2, 5, 8):
-        chosen = REGISTRY.find(AttnDesc(d, "bfloat16", sq, 2 * block_size + 3, True, False, group))
         rows = sq * group
-        expected = ("sm80_m16n64_w1x4_s3_pack" if group > 1 and rows <= 16 else "sm80_m64n64_w2x2_pack"
-                    if group > 1 and rows <= 64 else "sm80_m16n64_w1x4_s3")
-        assert chosen.name == expected, (sq, group, chosen.name)
+        expected = (("sm80_m16n64_w1x4_s5_pack_la" if block_size >= 64 else "sm80_m16n64_w1x4_s3_pack")
+                    if group > 1 and rows <= 16 else "sm80_m64n64_w2x2_pack" if group > 1 and rows <= 64
+                    else "sm80_m16n64_w1x4_s3")
         q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
-        check_decode_splits_and_masks(q, case, f"{chosen.name} sq={sq} group={group}")
+        chosen.clear()
+        check_decode_splits_and_masks(q, case, f"{expected} sq={sq} group={group}")
+        assert {v.name for v in chosen} == {expected}, (sq, group, {v.name for v in chosen})
 
 
 @pytest.mark.parametrize("name", ["sm80_m16n64_w1x4_s3_pack", "sm80_m64n64_w2x2_pack"])
@@ -257,11 +267,12 @@ def test_simt_decode_variant(group):
 
 @pytest.mark.parametrize("block_size", PAGED_BLOCK_SIZES, ids=lambda b: f"bs{b}")
 def test_lookup_ahead_decode_variant(block_size):
-    """The decode tile reading the block table one load ahead (by name): every block size, lengths 1 and block
-    boundaries +- 1, GQA 1 and 4 with 1-4 query tokens, split counts 1, 4 and the heuristic, three masks."""
+    """The decode tile reading the block table one load ahead, by name (the registry takes it for blocks >= 64):
+    every block size, lengths 1 and block boundaries +- 1, GQA 1 and 4 with 1-4 query tokens, split counts 1, 4
+    and the heuristic, three masks."""
     d, dtype, nheads_kv = 128, torch.bfloat16, 2
     case = paged_decode_case(block_size, nheads_kv, d, dtype)
     for group, sq in ((1, 1), (4, 1), (4, 4)):
         q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
         check_decode_splits_and_masks(q, case, f"bs={block_size} group={group} sq={sq}",
-                                      variant="sm80_m16n64_w1x4_s3_pack_la")
+                                      variant="sm80_m16n64_w1x4_s5_pack_la")
