@@ -48,10 +48,9 @@ class LinearKVCache:
         return m.shape[1]
 
     @staticmethod
-    def token_row(m: cute.Tensor, block_table: cute.Tensor | None, batch: Int32, token: Int32,
-                  head: Int32) -> cute.Tensor:
-        """``(d,)`` row of logical token ``token`` of sequence ``batch``, KV head ``head``."""
-        return m[batch, token, head, None]
+    def token_row(m: cute.Tensor, block_table: cute.Tensor | None, batch: Int32, token: Int32) -> cute.Tensor:
+        """``(nheads_kv, d)`` slot of logical token ``token`` of sequence ``batch``."""
+        return m[batch, token, None, None]
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,7 @@ class PagedKVCache:
         """Tokens one sequence can hold: its block-table row's blocks (torch or DSL tensors)."""
         return block_table.shape[1] * self.block_size
 
-    def token_row(self, m: cute.Tensor, block_table: cute.Tensor, batch: Int32, token: Int32,
-                  head: Int32) -> cute.Tensor:
-        """``(d,)`` row of logical token ``token`` of sequence ``batch``, KV head ``head``."""
+    def token_row(self, m: cute.Tensor, block_table: cute.Tensor, batch: Int32, token: Int32) -> cute.Tensor:
+        """``(nheads_kv, d)`` slot of logical token ``token`` of sequence ``batch`` (one block-table read)."""
         block, row = paged_slot(block_table[batch, None], token, self.block_size)
-        return m[block, row, head, None]
+        return m[block, row, None, None]

@@ -48,13 +48,15 @@ class KVAppend:
         if pos >= 0 and pos < self.kv_cache.capacity(mKc, mPageTable):
             heads = mKnew.shape[2]
             per_head = self.head_dim // self.vec
+            # (nheads_kv, d) the token's slots, located once: the cache stores below would keep the compiler
+            # from hoisting the block-table read out of the loop
+            dst_k = self.kv_cache.token_row(mKc, mPageTable, batch, pos)
+            dst_v = self.kv_cache.token_row(mVc, mPageTable, batch, pos)
             for i in cutlass.range(tidx, heads * per_head, self.threads, unroll=1):
                 head = i // per_head
                 j = i % per_head
-                dst_k = self.kv_cache.token_row(mKc, mPageTable, batch, pos, head)
-                dst_v = self.kv_cache.token_row(mVc, mPageTable, batch, pos, head)
-                self.copy_vec(mKnew[batch, token, head, None], dst_k, j)
-                self.copy_vec(mVnew[batch, token, head, None], dst_v, j)
+                self.copy_vec(mKnew[batch, token, head, None], dst_k[head, None], j)
+                self.copy_vec(mVnew[batch, token, head, None], dst_v[head, None], j)
 
     @cute.jit
     def copy_vec(self, src: cute.Tensor, dst: cute.Tensor, j: Int32):

@@ -87,6 +87,33 @@ def test_append_kernel_compiles_with_16_byte_copies(target, block_size):
     assert stats.spills == 0 and stats.count("LDG.E.128") >= 2 and stats.count("STG.E.128") >= 2
 
 
+def _loop_bodies(sass: str) -> list[list[str]]:
+    """The instructions between each label and a later branch back to it (the SASS's loops)."""
+    lines = [ln.strip() for ln in sass.splitlines()]
+    labels = {ln[:-1]: i for i, ln in enumerate(lines) if ln.startswith(".L_") and ln.endswith(":")}
+    bodies = []
+    for i, ln in enumerate(lines):
+        if " BRA `(" in ln:
+            target = ln.split("`(")[1].split(")")[0]
+            if target in labels and labels[target] < i:
+                bodies.append(lines[labels[target]:i])
+    return bodies
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("block_size", [16, 256])
+def test_append_kernel_reads_the_block_table_once(target, block_size):
+    """The append kernel locates the token's slot (one block-table read) before its copy loop: the loop holds
+    the 16-byte K and V copies and no 32-bit load."""
+    from cute_attention.sass import disassemble
+
+    sass = disassemble(compile_append(AppendKey("bfloat16", 128, block_size, target)).cubin)
+    loops = [b for b in _loop_bodies(sass) if any("LDG.E.128" in ln for ln in b)]
+    assert len(loops) == 1, loops
+    assert sum("LDG.E.128" in ln for ln in loops[0]) >= 2
+    assert not [ln for ln in loops[0] if "LDG.E " in ln], loops[0]
+
+
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("split", [False, True])
 def test_split_attention_kernel_is_pdl_on_sm90_only(target, split):

@@ -74,7 +74,7 @@ def test_paged_matches_gathered_reference(block_size, sq):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("d", [64, 128, 256])
 def test_append_writes_only_its_slots(dtype, d):
-    bs, nheads, nheads_kv = 16, 16, 1
+    bs, nheads, nheads_kv = 16, 16, 2
     lengths = [0, 15, 16, 40]
     k_cache, v_cache, table = make_paged([n + 3 for n in lengths], bs, nheads_kv, d, dtype)
     seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
