@@ -5,7 +5,7 @@ included, hidden behind its L2 flush), ``graph`` = GB/s of a CUDA-graph replay (
 host time per call; then the graph GB/s for fixed split counts (which count is fastest on the GPU).
 
     python benchmarks/sweep_decode.py --json out.json
-    python benchmarks/sweep_decode.py --cases 64x4096x32x8 --variant sm80_m16n64_w1x4_s3_pack_la --tiles 3x64,4x64
+    python benchmarks/sweep_decode.py --cases 64x4096x32x8 --variant sm80_m16n64_w1x4_s5_pack_la --tiles 3x64,5x64
 """
 
 from __future__ import annotations

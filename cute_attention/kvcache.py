@@ -126,6 +126,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
             raise ValueError(f"k_cache block_size {block_size} is not supported; supported: {PAGED_BLOCK_SIZES}")
         cache = PagedKVCache(block_size)
     else:
+        block_size = 0
         if k_cache.shape[0] != batch:
             raise ValueError(f"k_cache batch {k_cache.shape[0]} does not match q batch {batch}")
         cache = LinearKVCache(seqlens=True)
@@ -165,7 +166,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
             _check_strides(name, t)
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
-                    k_cache.shape[1] if block_table is not None else 0)
+                    block_size)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
     variant = _with_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
