@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
@@ -69,12 +68,15 @@ class PagedSource:
         ``n * tile_n + rel``: a linear tile layout over a shifted base pointer."""
         return self.view_at(n, rel, self.lookup(n, rel))
 
+    def anchor(self, rel):
+        """The tile row whose block the view is built on: row 0 when the whole tile lies in one block (one table
+        read per tile), else the row itself."""
+        return 0 if self.block_size >= self.tile_n else rel
+
     @cute.jit
     def lookup(self, n: Int32, rel: Int32):
         """The block-table read behind :meth:`rows_view` (split out so a mainloop can issue it early)."""
-        if cutlass.const_expr(self.block_size >= self.tile_n):
-            rel = 0  # the whole tile lies in one block: one table lookup per tile
-        block, _ = paged_slot(self.table, n * self.tile_n + rel, self.block_size)
+        block, _ = paged_slot(self.table, n * self.tile_n + self.anchor(rel), self.block_size)
         return block
 
     @cute.jit
@@ -82,8 +84,7 @@ class PagedSource:
         """:meth:`rows_view` given the block :meth:`lookup` read."""
         cache = self.cache
         row_stride = cache.layout.stride[1]
-        if cutlass.const_expr(self.block_size >= self.tile_n):
-            rel = 0
+        rel = self.anchor(rel)
         row = (n * self.tile_n + rel) % self.block_size
         base = cache.iterator + block * cache.layout.stride[0] + (row - rel) * row_stride
         return cute.make_tensor(base, cute.make_layout((self.tile_n, cache.shape[2]), stride=(row_stride, 1)))

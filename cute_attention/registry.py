@@ -122,7 +122,9 @@ SIMT_M8N64_W1X4_PACK = Variant("simt_m8n64_w1x4_s3_pack", Simt(8, 64, 1, 4, k_un
                                head_dims=(128,), pack_gqa=True)
 
 REGISTRY = Registry()
-REGISTRY.register(SM80_M16N64_W1X4_PACK_LA, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16 and d.block_size >= 64)
+# the lookahead tile where a block holds a whole KV tile (one table read per tile)
+REGISTRY.register(SM80_M16N64_W1X4_PACK_LA, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16
+                  and d.block_size >= SM80_M16N64_W1X4_PACK_LA.impl.tile_n)
 REGISTRY.register(SM80_M16N64_W1X4_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 16)
 REGISTRY.register(SM80_M64N64_WS2_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM80_M16N64_W1X4, lambda d: d.seqlen_q <= 16)

@@ -37,6 +37,11 @@ class GatherPart:
             return GatherTile(self, idx[3])
         return GatherTile(self, None)[idx]
 
+    @property
+    def has_lookup(self) -> bool:
+        """Whether the source's addresses need reads that :meth:`lookup` can issue ahead (a paged cache)."""
+        return hasattr(self.src, "lookup")
+
     @cute.jit
     def lookup_row(self, m: cutlass.Constexpr, n, row_limit, tile_rows: cutlass.Constexpr):
         """Tile row that row group ``m``'s lookup reads: the thread's own, or logical row 0 of the sequence when

@@ -59,7 +59,7 @@ class Sm80CpAsync:
     # ---- loads ----
     def looks_ahead(self, a: MainloopArgs) -> bool:
         """Whether this walk reads the block table ahead (``lookup_ahead`` and a row source with reads to issue)."""
-        return self.lookup_ahead and isinstance(a.k_part.src, GatherPart) and hasattr(a.k_part.src.src, "lookup")
+        return self.lookup_ahead and isinstance(a.k_part.src, GatherPart) and a.k_part.src.has_lookup
 
     @cute.jit
     def look_up(self, a: MainloopArgs, j_tile, keys: cute.Tensor):
