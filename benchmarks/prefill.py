@@ -28,7 +28,7 @@ from common import (  # noqa: E402
 )
 
 from cute_attention import REGISTRY, AttnDesc, attention  # noqa: E402
-from cute_attention.compile_cache import CACHE  # noqa: E402
+from cute_attention.host.compile_cache import CACHE  # noqa: E402
 
 
 def tflops(b, h, sq, sk, d, causal, ms):
@@ -67,8 +67,8 @@ def host_overheads(dtype) -> dict:
     """CPU µs per call on a tiny shape: ours (whole API and the bare compiled call), SDPA, FA4."""
     import torch.nn.functional as F
 
-    from cute_attention import launcher
-    from cute_attention.masks import MaskSpec
+    from cute_attention.core.masks import MaskSpec
+    from cute_attention.host import launcher
 
     q, k, v = (torch.randn(1, 128, 1, 64, device="cuda", dtype=dtype) for _ in range(3))
     out = torch.empty_like(q)
@@ -118,8 +118,7 @@ def main():
                 b, h = 16384 // s, 2048 // d
                 rows.append(run_case(b, s, h, d, causal, dtype, variants, not args.no_peers, args.rounds))
     host = host_overheads(dtype)
-    compile_s = {f"{e.key.variant.name}/{e.key.dtype}/d{e.key.head_dim}/L{int(e.key.mask.has_left)}"
-                 f"R{int(e.key.mask.has_right)}": round(e.compile_seconds, 2)
+    compile_s = {f"{e.key.params.label}/{getattr(e.key.params, 'mask', '')}": round(e.compile_seconds, 2)
                  for e in (CACHE.get(kk) for kk in CACHE.keys())}
     payload = {"env": env, "rows": rows, "host_us_per_call": host, "compile_seconds": compile_s}
     if args.json:

@@ -21,7 +21,7 @@ from common import bench_interleaved, environment, sdpa_peers, write_json  # noq
 
 from cute_attention import Variant, attention  # noqa: E402
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync  # noqa: E402
-from cute_attention.reference import tolerance_check  # noqa: E402
+from cute_attention.tools.reference import tolerance_check  # noqa: E402
 
 
 def grid(head_dim: int):

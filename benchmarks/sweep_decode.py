@@ -22,7 +22,7 @@ from common import bench_ms, environment, graph_ms, host_us_per_call, write_json
 from decode import paged_copy  # noqa: E402
 
 from cute_attention import attention_with_kvcache  # noqa: E402
-from cute_attention.registry import REGISTRY  # noqa: E402
+from cute_attention.host.registry import REGISTRY  # noqa: E402
 
 CASES = [(1, 8192, 32, 8), (1, 8192, 32, 32), (2, 65536, 32, 8), (4, 32768, 32, 8), (1, 131072, 32, 8),
          (64, 4096, 32, 8)]

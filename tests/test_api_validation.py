@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cute_attention import attention
-from cute_attention.registry import SM80_M128N64
+from cute_attention.host.registry import SM80_M128N64
 
 
 def qkv(b=2, sq=16, sk=16, h=4, hkv=2, d=64, dtype=torch.bfloat16):
@@ -71,7 +71,7 @@ def test_every_config_is_registered_and_finds_its_own_variants():
         for d in (64, 96, 128, 192, 256):
             desc = AttnDesc(d, "float16", 1000, 1000, True, False)
             v = REGISTRY.find(desc, config)
-            assert v.arch == config and d in v.head_dims
+            assert v.config == config and d in v.head_dims
 
 
 def test_decode_choice_follows_group_rows_and_block_size():
@@ -98,7 +98,7 @@ def test_sm70_config_has_no_bf16():
 
     with pytest.raises(ValueError, match="no registered sm70 kernel variant"):
         REGISTRY.find(AttnDesc(128, "bfloat16", 1000, 1000, False, False), "sm70")
-    assert REGISTRY.find(AttnDesc(128, "bfloat16", 1000, 1000, False, False), "simt").arch == "simt"
+    assert REGISTRY.find(AttnDesc(128, "bfloat16", 1000, 1000, False, False), "simt").config == "simt"
 
 
 def test_lds_impls_reject_bad_tiles():
@@ -124,21 +124,20 @@ def test_tiles_smaller_than_a_copy_pass_are_refused():
     past the tile in shared memory): 8 rows at d64 (16 per pass) and 16 rows at d96 (32 per pass) are refused."""
     import dataclasses
 
-    import cutlass
+    from cute_attention.host.registry import REGISTRY, SIMT_M8N64_W1X4_PACK, SM80_M16N64_W1X4
+    from cute_attention.kernels.attention import AttentionParams
 
-    from cute_attention.kernel import AttentionKernel
-    from cute_attention.masks import MaskSpec
-    from cute_attention.registry import REGISTRY, SIMT_M8N64_W1X4_PACK, SM80_M16N64_W1X4
+    def why_not(variant, dtype, d, target="sm_80"):
+        return AttentionParams(variant, dtype, d).build(target).why_not(target)
 
     wide = dataclasses.replace(SIMT_M8N64_W1X4_PACK, head_dims=(64, 128))
-    assert "smaller than the 16 rows" in AttentionKernel(wide, cutlass.Float16, 64, MaskSpec(), False).why_not()
-    assert AttentionKernel(wide, cutlass.Float16, 128, MaskSpec(), False).why_not() is None
+    assert "smaller than the 16 rows" in why_not(wide, "float16", 64)
+    assert why_not(wide, "float16", 128) is None
     d96 = dataclasses.replace(SM80_M16N64_W1X4, head_dims=(96,))
-    assert "smaller than the 32 rows" in AttentionKernel(d96, cutlass.Float16, 96, MaskSpec(), False).why_not()
+    assert "smaller than the 32 rows" in why_not(d96, "float16", 96)
     for v in REGISTRY.variants():
         for d in v.head_dims:
-            dtype = cutlass.Float16 if "float16" in v.dtypes else cutlass.BFloat16
-            assert AttentionKernel(v, dtype, d, MaskSpec(), False).why_not("sm_90a") is None, (v.name, d)
+            assert why_not(v, v.dtypes[0], d, "sm_90a") is None, (v.name, d)
 
 
 def test_kvcache_bad_input_raises_before_device_work():
@@ -170,7 +169,7 @@ def test_kvcache_bad_input_raises_before_device_work():
 def test_call_signature_separates_what_validation_sees():
     """Plans are cached by signature: a bool and an int option differ, a list option or a non-tensor argument
     gives no signature (validated every call), and no tensor data enters it."""
-    from cute_attention.api import PlanCache, call_signature
+    from cute_attention.api.checks import PlanCache, call_signature
 
     q = torch.zeros(2, 3, 4, 64)
     base = call_signature((q, None), (None, True, (-1, -1), 1))
@@ -189,33 +188,39 @@ def test_call_signature_separates_what_validation_sees():
 
 def test_plans_route_one_pass_and_split_calls(monkeypatch):
     """The host glue of both entry points' plans (no GPU): one pass or split-K + reduction, the LSE allocated
-    only when asked for, every runtime scalar passed through in order."""
-    from cute_attention import launcher
-    from cute_attention.api import LaunchPlan
-    from cute_attention.kvcache import KVCachePlan
+    only when asked for, the launch record built from the plan's parameters and the call's tensors."""
+    import dataclasses
+
+    from cute_attention.api.attention import LaunchPlan
+    from cute_attention.api.kvcache import KVCachePlan
+    from cute_attention.host import launcher
+    from cute_attention.host.registry import SM80_M64N64
+    from cute_attention.kernels.attention import AttentionParams
 
     calls = []
-    monkeypatch.setattr(launcher, "launch", lambda *a: calls.append(("launch", a)))
-    monkeypatch.setattr(launcher, "launch_split", lambda *a: calls.append(("split", a)))
+    monkeypatch.setattr(launcher, "launch", lambda kernel, device, args: calls.append((kernel, args)))
     q = torch.zeros(2, 3, 4, 64)
     k = torch.zeros(2, 5, 2, 64)
-    out, lse = LaunchPlan("K", None, 1, 0.5, 7, 0, (2, 4, 3), (False, False, False)).launch(q, k, k, None)
-    kind, args = calls.pop()
-    assert kind == "launch" and args[0] == "K" and args[1] is q and args[4] is out and args[5] is lse
-    assert args[6:] == (0.5, 7, 0, 1, None, None) and lse.shape == (2, 4, 3) and lse.dtype == torch.float32
-    got = LaunchPlan("K", "R", 3, 0.5, 0, 0, None, (False, False, False)).launch(q, k, k, None)
-    kind, args = calls.pop()
-    assert kind == "split" and args[:2] == ("K", "R") and args[6] is None and args[7:] == (0.5, 0, 0, 3, None, None)
-    assert isinstance(got, torch.Tensor)
+    one = AttentionParams(SM80_M64N64, "bfloat16", 64, softmax_scale=0.5, window_left=7)
+    out, lse = LaunchPlan("K", one, None, (2, 4, 3), (False, False, False)).launch(q, k, k, None)
+    kernel, (args, splits) = calls.pop()
+    assert kernel == "K" and args.mQ is q and args.mO is out and args.mLSE is lse and splits == 1
+    assert args.window_left == 7 and args.mPageTable is None and lse.shape == (2, 4, 3) and lse.dtype == torch.float32
+    split = dataclasses.replace(one, split_kv=True, with_lse=True, num_splits=3)
+    got = LaunchPlan("K", split, "R", None, (False, False, False)).launch(q, k, k, None)
+    (kernel, (args, splits)), (reduce, (rargs,)) = calls[-2:]
+    assert kernel == "K" and splits == 3 and args.mO.shape == (3, 2, 3, 4, 64) and args.mO.dtype == torch.float32
+    assert reduce == "R" and rargs.mOp is args.mO and rargs.mLSEp is args.mLSE and rargs.mO is got
+    assert rargs.mLSE is None and isinstance(got, torch.Tensor)
     lens = torch.tensor([4, 5], dtype=torch.int32)
     table = torch.zeros(2, 3, dtype=torch.int32)
-    plan = KVCachePlan("K", "R", None, 4, 0.25, 0, 0, None, 0, 48, False)
-    plan.launch(q, k, k, lens, table, None, None, None)
-    kind, args = calls.pop()
-    assert kind == "split" and args[2] is q and args[7:] == (0.25, 0, 0, 4, table, lens)
-    monkeypatch.setattr(launcher, "launch_append", lambda *a: calls.append(("append", a)))
+    calls.clear()
+    KVCachePlan("K", split, "R", None, None, 0, 48, False).launch(q, k, k, lens, table, None, None, None)
+    (_, (args, splits)), _ = calls
+    assert args.mQ is q and args.mPageTable is table and args.mSeqlensK is lens and splits == 3
+    calls.clear()
     k_new = torch.zeros(2, 2, 2, 64)
-    KVCachePlan("K", None, "A", 1, 0.25, 0, 0, None, 2, 48, False).launch(q, k, k, lens, table, k_new, k_new, None)
-    (kind_a, args_a), (kind, args) = calls[-2:]
-    assert kind_a == "append" and args_a[0] == "A" and args_a[5] is table and args_a[6] is lens
-    assert kind == "launch" and torch.equal(args[-1], lens + 2)  # the attention reads the appended lengths
+    KVCachePlan("K", one, None, "A", None, 2, 48, False).launch(q, k, k, lens, table, k_new, k_new, None)
+    (append, (aargs,)), (kernel, (args, _)) = calls
+    assert append == "A" and aargs.mKnew is k_new and aargs.mPageTable is table and aargs.mSeqlens is lens
+    assert kernel == "K" and torch.equal(args.mSeqlensK, lens + 2)  # the attention reads the appended lengths

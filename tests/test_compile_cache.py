@@ -1,27 +1,64 @@
-"""CPU: the compile key holds every compile-time choice and nothing else."""
+"""CPU: a compile key holds every compile-time choice and no runtime value; one compile per key."""
 
 import dataclasses
 
-from cute_attention.compile_cache import CompileCache, CompileKey, ReduceKey
-from cute_attention.masks import MaskSpec
-from cute_attention.registry import SM75_M64N64, SM80_M64N64, SM80_M128N64_S4L
-from cute_attention.variant import Variant
+import pytest
+
+from cute_attention.core.masks import MaskSpec
+from cute_attention.host.compile_cache import CompileCache, CompileKey
+from cute_attention.host.registry import SM75_M64N64, SM80_M64N64, SM80_M128N64_S4L
+from cute_attention.kernels.abi import runtime_fields
+from cute_attention.kernels.attention import AttentionParams
+from cute_attention.kernels.kv_append import AppendParams
+from cute_attention.kernels.split_reduce import ReduceParams
+from cute_attention.kernels.variant import Variant
 
 
-def key(**kw):
-    base = dict(variant=SM80_M64N64, dtype="bfloat16", head_dim=64, mask=MaskSpec(False, True), with_lse=True,
-                target="sm_80")
+def params(**kw):
+    base = dict(variant=SM80_M64N64, dtype="bfloat16", head_dim=64, mask=MaskSpec(False, True), with_lse=True)
     base.update(kw)
-    return CompileKey(**base)
+    return AttentionParams(**base)
 
 
-def test_key_fields_are_compile_time_choices_only():
-    names = {f.name for f in dataclasses.fields(CompileKey)}
-    assert names == {"variant", "dtype", "head_dim", "mask", "with_lse", "target", "split_kv"}
-    assert {f.name for f in dataclasses.fields(ReduceKey)} == {"dtype", "head_dim", "with_lse", "target"}
+def key(target="sm_80", **kw):
+    return CompileKey.of(params(**kw), target)
+
+
+def test_records_split_compile_time_and_runtime_fields():
+    compile_time = {f.name for f in dataclasses.fields(AttentionParams)} - set(runtime_fields(AttentionParams))
+    assert compile_time == {"variant", "dtype", "head_dim", "mask", "with_lse", "split_kv", "q_ops"}
+    assert set(runtime_fields(AttentionParams)) == {"softmax_scale", "window_left", "window_right", "num_splits"}
+    assert not runtime_fields(ReduceParams) and not runtime_fields(AppendParams)
+    assert {f.name for f in dataclasses.fields(CompileKey)} == {"params", "target"}
     for f in dataclasses.fields(Variant):
-        assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "arch", "head_dims", "dtypes",
+        assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "config", "head_dims", "dtypes",
                           "ptxas_options", "spill_budget", "pack_gqa"}
+
+
+def test_runtime_values_never_reach_the_key():
+    k0 = key()
+    defaults = {f.name: f.default for f in dataclasses.fields(AttentionParams) if f.metadata.get("runtime")}
+    for kw in (dict(softmax_scale=0.3), dict(window_left=17), dict(window_right=4), dict(num_splits=9)):
+        k = key(**kw)
+        assert k == k0 and hash(k) == hash(k0)
+        assert {f: getattr(k.params, f) for f in defaults} == defaults, "the key kept a runtime value"
+
+
+@pytest.mark.parametrize("record,tensors", [(params(), 7), (ReduceParams("bfloat16", 64, True), 4),
+                                            (AppendParams("bfloat16", 64, 16), 6)])
+def test_fake_args_match_the_launch_record(record, tensors):
+    """What a compile sees and what a launch passes have the same arity, record type and order."""
+    fake = record.fake_args()
+    launch = record.launch_args(*[object()] * tensors)
+    assert len(fake) == len(launch) and type(fake[0]) is type(launch[0]) and len(fake[0]) == len(launch[0])
+
+
+def test_launch_args_carry_the_runtime_scalars():
+    p = params(softmax_scale=0.125, window_left=61, window_right=17, num_splits=3)
+    args, splits = p.launch_args("q", "k", "v", "o", "lse", "table", "lens")
+    assert (args.mQ, args.mO, args.mLSE, args.mPageTable, args.mSeqlensK) == ("q", "o", "lse", "table", "lens")
+    assert (args.window_left, args.window_right, splits) == (61, 17, 3)
+    assert args.scale_log2 == pytest.approx(0.125 * 1.4426950408889634, rel=1e-7)
 
 
 def test_every_choice_changes_the_key():
@@ -37,6 +74,7 @@ def test_every_choice_changes_the_key():
                                                                               rescale_threshold=8.0))),
         key(variant=SM75_M64N64),
         key(split_kv=True),
+        key(q_ops=(object(),)),
     ]
     assert len({k0, *variants}) == len(variants) + 1
     assert key() == k0 and hash(key()) == hash(k0)
@@ -49,10 +87,10 @@ def test_cache_compiles_once_per_key(monkeypatch):
         calls.append(k)
         return object()
 
-    monkeypatch.setattr("cute_attention.compile_cache.compile_key", fake_compile)
+    monkeypatch.setattr("cute_attention.host.compile_cache.compile_key", fake_compile)
     cache = CompileCache()
     a = cache.get(key())
-    b = cache.get(key())
+    b = cache.get(key(softmax_scale=0.5))
     c = cache.get(key(with_lse=False))
     assert a is b and a is not c
     assert len(calls) == 2 and cache.misses == 2 and cache.hits == 1

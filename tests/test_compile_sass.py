@@ -6,13 +6,15 @@ emulates it: FFMA + SHFL), LDS.64 operands; SIMT Impl -> FFMA, no HMMA, LDS.64; 
 variant's budget (0 unless measured otherwise); shared memory within the target's limit.
 """
 
+import struct
+
 import pytest
 
-from cute_attention.catalog import catalog_keys, compile_entry
-from cute_attention.compile_cache import CompileKey, build_kernel
-from cute_attention.kernel import smem_capacity
-from cute_attention.masks import MaskSpec
-from cute_attention.registry import (
+from cute_attention.core.masks import MaskSpec
+from cute_attention.core.targets import sm_version, smem_capacity
+from cute_attention.host.compile_cache import CompileKey
+from cute_attention.host.cubin import cubin_sm
+from cute_attention.host.registry import (
     REGISTRY,
     SIMT_M64N64,
     SIMT_M128N32,
@@ -23,23 +25,25 @@ from cute_attention.registry import (
     SM80_M128N32_W8,
     SM80_M128N64_S4L,
 )
+from cute_attention.kernels.attention import AttentionParams
+from cute_attention.tools.catalog import catalog_keys, compile_entry
 
 TARGETS = ["sm_80", "sm_90a"]
 
 
 def extra_keys(target):
     """Beyond the catalogue (causal + LSE, bf16): other dtypes, masks and no-LSE builds."""
-    return [
-        CompileKey(SM80_M128N64_S4L, "float16", 128, MaskSpec(False, False), False, target),
-        CompileKey(SM80_M128N64_S4L, "bfloat16", 64, MaskSpec(True, True), True, target),
-        CompileKey(SM80_M128N32_W8, "float16", 256, MaskSpec(True, False), True, target),
-        CompileKey(SM80_M64N64, "float16", 192, MaskSpec(True, False), False, target),
-        CompileKey(SM75_M64N64, "float16", 128, MaskSpec(False, False), False, target),
-        CompileKey(SM75_M64N32, "float16", 256, MaskSpec(True, True), True, target),
-        CompileKey(SM70_M64N64, "float16", 64, MaskSpec(False, False), False, target),
-        CompileKey(SIMT_M64N64, "float16", 128, MaskSpec(True, False), True, target),
-        CompileKey(SIMT_M128N32, "float16", 192, MaskSpec(False, False), False, target),
-    ]
+    return [CompileKey.of(AttentionParams(*args), target) for args in [
+        (SM80_M128N64_S4L, "float16", 128, MaskSpec(False, False), False),
+        (SM80_M128N64_S4L, "bfloat16", 64, MaskSpec(True, True), True),
+        (SM80_M128N32_W8, "float16", 256, MaskSpec(True, False), True),
+        (SM80_M64N64, "float16", 192, MaskSpec(True, False), False),
+        (SM75_M64N64, "float16", 128, MaskSpec(False, False), False),
+        (SM75_M64N32, "float16", 256, MaskSpec(True, True), True),
+        (SM70_M64N64, "float16", 64, MaskSpec(False, False), False),
+        (SIMT_M64N64, "float16", 128, MaskSpec(True, False), True),
+        (SIMT_M128N32, "float16", 192, MaskSpec(False, False), False),
+    ]]
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -61,32 +65,60 @@ def test_sass_instruction_mix(compiled):
     target, entries = compiled
     for key, e in entries:
         ctx = (target, e.variant, e.dtype, e.head_dim)
-        promised = build_kernel(key).impl.mma_sass
+        promised = key.params.build(target).impl.mma_sass
         assert bool(e.mma_forms) == (promised is not None), (ctx, e.mma_forms)
         assert not e.sass_violations, (ctx, e.sass_violations)
-        assert e.spills <= key.variant.spill_budget, (ctx, f"{e.spills} LDL/STL > budget {key.variant.spill_budget}")
+        assert e.spills <= key.params.variant.spill_budget, ctx
         assert e.registers is not None and e.registers <= 255, ctx
         assert e.smem_bytes <= smem_capacity(target), ctx
         assert e.compile_seconds < 60, ctx
+        assert not e.compile_warnings, (ctx, e.compile_warnings)
 
 
 def test_spill_free_variants_really_are(compiled):
     """The budget is the exception: variants without one must have no local-memory traffic at all."""
     target, entries = compiled
-    free = [(k, e) for k, e in entries if k.variant.spill_budget == 0]
+    free = [(k, e) for k, e in entries if k.params.variant.spill_budget == 0]
     assert free
     for _, e in free:
         assert e.sass["LDL"] == 0 and e.sass["STL"] == 0, (target, e.variant, e.head_dim)
 
 
-def test_arch_tag_in_cubin(compiled):
+def test_cubin_is_for_its_target(compiled):
+    """The SM read from each cubin's ELF header is the target's (CUDA 12 and CUDA 13 toolchains alike)."""
     target, entries = compiled
-    want = {"sm_80": "sm80", "sm_90a": "sm90"}[target]
-    assert all(e.arch == want for _, e in entries)
+    assert all(e.cubin_sm == sm_version(target) for _, e in entries)
+
+
+def _elf_header(osabi: int, abi_version: int, flags: int) -> bytes:
+    header = bytearray(64)
+    header[:4] = b"\x7fELF"
+    header[4] = 2  # 64-bit
+    header[7], header[8] = osabi, abi_version
+    struct.pack_into("<I", header, 0x30, flags)
+    return bytes(header)
+
+
+@pytest.mark.parametrize("osabi,abi,flags,sm", [
+    (0x33, 7, 0x500550, 80),  # CUDA 12 ptxas, sm_80
+    (0x33, 7, 0x5A0D5A, 90),  # CUDA 12 ptxas, sm_90a
+    (0x41, 8, 0x6005004, 80),  # CUDA 13 ptxas, sm_80
+    (0x41, 8, 0x6005A04, 90),  # CUDA 13 ptxas, sm_90a
+])
+def test_cubin_sm_reads_both_elf_layouts(osabi, abi, flags, sm):
+    """Header values as the CUDA 12 and CUDA 13 toolchains write them (read off cubins built by each)."""
+    assert cubin_sm(_elf_header(osabi, abi, flags)) == sm
+
+
+def test_cubin_sm_rejects_what_it_cannot_read():
+    with pytest.raises(ValueError, match="OS/ABI"):
+        cubin_sm(_elf_header(0x00, 0, 0x50))
+    with pytest.raises(ValueError, match="not a 64-bit ELF"):
+        cubin_sm(b"\x7fELF\x01" + bytes(59))
 
 
 def test_spill_count_includes_every_width():
-    from cute_attention.sass import parse
+    from cute_attention.tools.sass import parse
 
     stats = parse("        /*0010*/  LDL.LU R1, [R1+0x4] ;\n        /*0020*/  STL.64 [R1], R2 ;\n"
                   "        /*0030*/  LDL R3, [R1] ;\n        /*0040*/  LDS R4, [R5] ;\n")

@@ -5,11 +5,9 @@ import dataclasses
 
 import pytest
 
-from cute_attention.cache_iterators import LinearKVCache, PagedKVCache
-from cute_attention.catalog import sass_violations
-from cute_attention.compile_cache import AppendKey, CompileKey, ReduceKey, compile_append, compile_key, compile_reduce
-from cute_attention.masks import MaskSpec
-from cute_attention.registry import (
+from cute_attention.core.masks import MaskSpec
+from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.host.registry import (
     SIMT_M8N64_W1X4_PACK,
     SIMT_M64N64,
     SM75_M64N64,
@@ -18,7 +16,12 @@ from cute_attention.registry import (
     SM80_M64N64_WS2_PACK,
     SM80_M128N64_S4L,
 )
-from cute_attention.sass import find_nvdisasm, inspect_cubin
+from cute_attention.kernels.attention import AttentionParams
+from cute_attention.kernels.kv_append import AppendParams
+from cute_attention.kernels.split_reduce import ReduceParams
+from cute_attention.kv import LinearKVCache, PagedKVCache
+from cute_attention.tools.catalog import promise_violations
+from cute_attention.tools.sass import find_nvdisasm, inspect_cubin
 
 pytestmark = pytest.mark.skipif(find_nvdisasm() is None, reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)")
 
@@ -40,11 +43,11 @@ BUILDS = [
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("variant,cache,split", BUILDS, ids=[f"{v.name}-{c.name}-{s}" for v, c, s in BUILDS])
 def test_split_and_paged_builds(target, variant, cache, split):
-    key = CompileKey(dataclasses.replace(variant, kv_cache=cache), "bfloat16", 128, MaskSpec(False, True), True,
-                     target, split)
+    key = CompileKey.of(AttentionParams(dataclasses.replace(variant, kv_cache=cache), "bfloat16", 128,
+                                        MaskSpec(False, True), True, split), target)
     stats = inspect_cubin(compile_key(key).cubin)
     assert stats.registers <= 255
-    assert not sass_violations(key, stats), sass_violations(key, stats)
+    assert not promise_violations(key, stats), promise_violations(key, stats)
     if split:
         assert stats.count("STG.E.64") or stats.count("STG.E"), "partial O must be stored from registers"
 
@@ -52,7 +55,7 @@ def test_split_and_paged_builds(target, variant, cache, split):
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("d", [64, 96, 128, 192, 256])
 def test_reduce_kernel_compiles_spill_free(target, d):
-    stats = inspect_cubin(compile_reduce(ReduceKey("float16", d, True, target)).cubin)
+    stats = inspect_cubin(compile_key(CompileKey.of(ReduceParams("float16", d, True), target)).cubin)
     assert stats.spills == 0 and stats.count("MUFU") > 0 and stats.count("HMMA") == 0
 
 
@@ -60,9 +63,9 @@ def test_reduce_kernel_compiles_spill_free(target, d):
 def test_reduce_waits_by_pdl_on_sm90_only(target):
     """The reduction kernel is launched as a programmatic dependent of the attention kernel on sm_90+ and waits
     for it there (griddepcontrol.wait -> ACQBULK); sm_80 has no such instruction and none is emitted."""
-    from cute_attention.sass import disassemble
+    from cute_attention.tools.sass import disassemble
 
-    sass = disassemble(compile_reduce(ReduceKey("bfloat16", 128, False, target)).cubin)
+    sass = disassemble(compile_key(CompileKey.of(ReduceParams("bfloat16", 128, False), target)).cubin)
     assert ("ACQBULK" in sass) == (target == "sm_90a")
 
 
@@ -70,11 +73,11 @@ def test_reduce_waits_by_pdl_on_sm90_only(target):
 def test_reduce_keeps_a_round_of_loads_in_flight(target):
     """The reduction's round of ``unroll`` split loads (LDG.128 of partial O at d128) is issued before the first
     FFMA that sums them: ptxas left to itself keeps only two in flight."""
-    from cute_attention.sass import disassemble
-    from cute_attention.split_reduce import SplitReduce
+    from cute_attention.kernels.split_reduce import SplitReduce
+    from cute_attention.tools.sass import disassemble
 
-    sass = [line for line in disassemble(compile_reduce(ReduceKey("bfloat16", 128, False, target)).cubin).splitlines()
-            if "LDG.E.128" in line or "FFMA" in line]
+    cubin = compile_key(CompileKey.of(ReduceParams("bfloat16", 128, False), target)).cubin
+    sass = [line for line in disassemble(cubin).splitlines() if "LDG.E.128" in line or "FFMA" in line]
     first = next(i for i, line in enumerate(sass) if "LDG.E.128" in line)
     in_flight = next(i for i in range(first, len(sass)) if "FFMA" in sass[i]) - first
     assert in_flight >= SplitReduce(None, 128, False).unroll, sass[first:first + 12]
@@ -83,7 +86,7 @@ def test_reduce_keeps_a_round_of_loads_in_flight(target):
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("block_size", [0, 16, 256], ids=["contiguous", "paged16", "paged256"])
 def test_append_kernel_compiles_with_16_byte_copies(target, block_size):
-    stats = inspect_cubin(compile_append(AppendKey("bfloat16", 128, block_size, target)).cubin)
+    stats = inspect_cubin(compile_key(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
     assert stats.spills == 0 and stats.count("LDG.E.128") >= 2 and stats.count("STG.E.128") >= 2
 
 
@@ -105,9 +108,9 @@ def _loop_bodies(sass: str) -> list[list[str]]:
 def test_append_kernel_reads_the_block_table_once(target, block_size):
     """The append kernel locates the token's slot (one block-table read) before its copy loop: the loop holds
     the 16-byte K and V copies and no 32-bit load."""
-    from cute_attention.sass import disassemble
+    from cute_attention.tools.sass import disassemble
 
-    sass = disassemble(compile_append(AppendKey("bfloat16", 128, block_size, target)).cubin)
+    sass = disassemble(compile_key(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
     loops = [b for b in _loop_bodies(sass) if any("LDG.E.128" in ln for ln in b)]
     assert len(loops) == 1, loops
     assert sum("LDG.E.128" in ln for ln in loops[0]) >= 2
@@ -120,10 +123,10 @@ def test_split_attention_kernel_is_pdl_on_sm90_only(target, split):
     """On sm_90+ a split-K attention kernel is a programmatic dependent of the previous kernel (it waits,
     ACQBULK, before any global access) and lets the reduction stage early (PREEXIT); unsplit builds and sm_80
     carry neither, so their SASS is what it was before PDL."""
-    from cute_attention.sass import disassemble
+    from cute_attention.tools.sass import disassemble
 
-    key = CompileKey(dataclasses.replace(SM80_M16N64_W1X4_PACK, kv_cache=PagedKVCache(64)), "bfloat16", 128,
-                     MaskSpec(False, True), True, target, split)
+    key = CompileKey.of(AttentionParams(dataclasses.replace(SM80_M16N64_W1X4_PACK, kv_cache=PagedKVCache(64)),
+                                        "bfloat16", 128, MaskSpec(False, True), True, split), target)
     sass = disassemble(compile_key(key).cubin)
     pdl = split and target == "sm_90a"
     assert ("ACQBULK" in sass) == pdl and ("PREEXIT" in sass) == pdl
@@ -145,15 +148,15 @@ def _table_reads_after_barriers(sass: str) -> int:
 
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("block_size", [16, 64])
-def test_lookup_ahead_takes_table_reads_off_the_issue(target, block_size):
+def test_locate_ahead_takes_table_reads_off_the_issue(target, block_size):
     """With the block table read one load ahead no K/V copy waits on a table read after its barrier (at most the
     first one of the walk); the same tile without it has one such read per issue site."""
-    from cute_attention.sass import disassemble
+    from cute_attention.tools.sass import disassemble
 
     counts = {}
     for variant in (SM80_M16N64_W1X4_PACK, SM80_M16N64_W1X4_PACK_LA):
-        key = CompileKey(dataclasses.replace(variant, kv_cache=PagedKVCache(block_size)), "bfloat16", 128,
-                         MaskSpec(False, True), True, target, True)
+        key = CompileKey.of(AttentionParams(dataclasses.replace(variant, kv_cache=PagedKVCache(block_size)),
+                                            "bfloat16", 128, MaskSpec(False, True), True, True), target)
         kernel = compile_key(key)
         assert inspect_cubin(kernel.cubin).spills <= variant.spill_budget
         counts[variant.name] = _table_reads_after_barriers(disassemble(kernel.cubin))

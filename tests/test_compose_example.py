@@ -6,9 +6,10 @@ import os
 import pytest
 import torch
 
-from cute_attention.compile_cache import CompileKey, compile_key
-from cute_attention.masks import MaskSpec
-from cute_attention.sass import inspect_cubin
+from cute_attention.core.masks import MaskSpec
+from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.kernels.attention import AttentionParams
+from cute_attention.tools.sass import inspect_cubin
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "compose_variant.py")
 
@@ -25,7 +26,8 @@ def test_example_compiles_and_dispatches():
     assert ex.pick(128, 100) is ex.my_variant
     with pytest.raises(ValueError):
         ex.pick(128, 4096)
-    compiled = compile_key(CompileKey(ex.my_variant, "bfloat16", 128, MaskSpec(False, True), False, "sm_80"))
+    compiled = compile_key(CompileKey.of(AttentionParams(ex.my_variant, "bfloat16", 128, MaskSpec(False, True)),
+                                         "sm_80"))
     stats = inspect_cubin(compiled.cubin)
     assert stats.count("HMMA") > 0 and stats.count("LDGSTS") > 0
     assert compiled.threads == 128
@@ -33,7 +35,7 @@ def test_example_compiles_and_dispatches():
 
 @pytest.mark.gpu
 def test_example_runs_correctly():
-    from cute_attention.reference import tolerance_check
+    from cute_attention.tools.reference import tolerance_check
 
     ex = load_example()
     for sq, sk in [(200, 200), (77, 1500), (1500, 77)]:

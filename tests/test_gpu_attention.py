@@ -1,4 +1,4 @@
-"""GPU: kernels against the fp32 reference by DESIGN.md §5's rule (skipped without a GPU).
+"""GPU: kernels against the fp32 reference by FlashAttention's rule (tools/reference.py; skipped without a GPU).
 
 Fresh random inputs per case, NaN-poisoned outputs, odd lengths, sq != sk both ways, GQA 1/4/all,
 causal / sliding window / none, fp16 and bf16, every head dim, LSE.
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from cute_attention import REGISTRY, attention
-from cute_attention.compile_cache import CACHE
-from cute_attention.reference import attention_ref, tolerance_check
+from cute_attention.host.compile_cache import CACHE
+from cute_attention.tools.reference import attention_ref, tolerance_check
 
 pytestmark = pytest.mark.gpu
 
@@ -68,7 +68,7 @@ def check(q, k, v, *, causal=False, window_size=(-1, -1), softmax_scale=None, va
 @pytest.mark.parametrize("causal,window", MASKS, ids=["full", "causal", "window"])
 def test_matrix(config, d, dtype, causal, window):
     dt_name = "bfloat16" if dtype == torch.bfloat16 else "float16"
-    if not any(d in v.head_dims and dt_name in v.dtypes for v in REGISTRY.variants() if v.arch == config):
+    if not any(d in v.head_dims and dt_name in v.dtypes for v in REGISTRY.variants() if v.config == config):
         pytest.skip(f"{config} has no {dt_name} d{d} variant")
     for b, sq, sk, h, hkv in SHAPES:
         q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
@@ -101,7 +101,7 @@ def test_lazy_and_eager_rescale():
     variant (rescale only past 2**8) and its eager twin (rescale on every tile)."""
     import dataclasses
 
-    from cute_attention.registry import SM80_M128N64_S4L
+    from cute_attention.host.registry import SM80_M128N64_S4L
 
     assert SM80_M128N64_S4L.impl.rescale_threshold is not None
     eager = dataclasses.replace(SM80_M128N64_S4L, name="eager",
@@ -220,3 +220,36 @@ def test_cross_compositions():
                     except AssertionError as e:
                         raise AssertionError(f"{variant.name} d={d} sq={sq} sk={sk} causal={causal} w={window}: "
                                              f"{e}") from None
+
+
+@pytest.mark.parametrize("name,d,dtype", [("sm80_m128n64_s4_lazy", 128, torch.bfloat16),
+                                          ("sm80_m64n64_s2", 256, torch.float16),
+                                          ("sm80_m16n64_w1x4_s3_pack", 64, torch.bfloat16),
+                                          ("sm75_m64n64_sync", 96, torch.float16)])
+def test_prologue_slot_ops_on_q(name, d, dtype):
+    """Q through the prologue slot (global -> registers -> op -> shared memory) with an op that doubles it gives,
+    bit for bit, the default path's result at twice the softmax scale (x2 is exact), LSE included: for a
+    prefill tile, a d256 tile, a PackGQA tile (rows gathered from several heads) and the synchronous mainloop."""
+    from row_ops import ScaleRows
+
+    from cute_attention.core.masks import MaskSpec
+    from cute_attention.host import launcher
+    from cute_attention.kernels.attention import AttentionParams
+
+    variant = REGISTRY.get(name)
+    dt_name = "bfloat16" if dtype == torch.bfloat16 else "float16"
+    for b, sq, sk, h, hkv in [(2, 239, 1023, 8, 2), (1, 1, 300, 8, 2), (3, 17, 17, 4, 4)]:
+        for causal, window in [(True, (-1, -1)), (False, (61, 17))]:
+            q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
+            scale = 0.3 / d**0.5
+            left, right = window[0], 0 if causal else window[1]
+            params = AttentionParams(variant, dt_name, d, MaskSpec(left >= 0, right >= 0), True,
+                                     q_ops=(ScaleRows(2.0),), softmax_scale=scale, window_left=max(left, 0),
+                                     window_right=max(right, 0))
+            out = torch.full_like(q, float("nan"))
+            _, lse = launcher.run(launcher.compiled(params), params, None, q, k, v, out, (b, h, sq))
+            want, want_lse = attention(q, k, v, causal=causal, window_size=window, softmax_scale=2 * scale,
+                                       return_lse=True, variant=variant)
+            ctx = (name, b, sq, sk, causal, window)
+            assert torch.equal(out, want), (ctx, (out.float() - want.float()).abs().max().item())
+            assert torch.equal(lse, want_lse), ctx

@@ -11,8 +11,8 @@ import torch
 from test_gpu_attention import rand
 
 from cute_attention import attention_with_kvcache
-from cute_attention.cache_iterators import PAGED_BLOCK_SIZES
-from cute_attention.reference import attention_ref, tolerance_check
+from cute_attention.kv import PAGED_BLOCK_SIZES
+from cute_attention.tools.reference import attention_ref, tolerance_check
 
 pytestmark = pytest.mark.gpu
 
@@ -166,7 +166,7 @@ def test_decode_head_groups(group, block_size, monkeypatch):
     """Decode and speculative decode (1-8 query tokens) for GQA groups 1..16: the registry's choice (query heads
     packed into the CTA's rows when the group allows it, the block table read ahead for 64-token blocks), seen
     in the call's own dispatch, and every split count, against the gathered reference."""
-    from cute_attention import kvcache
+    from cute_attention.api import kvcache
 
     chosen = []
 
@@ -193,7 +193,7 @@ def test_decode_head_groups(group, block_size, monkeypatch):
 def test_packed_variants_match_unpacked(name):
     """A packed variant and its unpacked twin give the same result (fp32 rounding) for every head of a group,
     fp16, contiguous cache with lengths, GQA 4 and 8."""
-    from cute_attention.registry import REGISTRY
+    from cute_attention.host.registry import REGISTRY
 
     packed = REGISTRY.get(name)
     plain = REGISTRY.get(name.removesuffix("_pack"))
@@ -266,7 +266,7 @@ def test_simt_decode_variant(group):
 
 
 @pytest.mark.parametrize("block_size", PAGED_BLOCK_SIZES, ids=lambda b: f"bs{b}")
-def test_lookup_ahead_decode_variant(block_size):
+def test_locate_ahead_decode_variant(block_size):
     """The decode tile reading the block table one load ahead, by name (the registry takes it for blocks >= 64):
     every block size, lengths 1 and block boundaries +- 1, GQA 1 and 4 with 1-4 query tokens, split counts 1, 4
     and the heuristic, three masks."""
@@ -276,3 +276,35 @@ def test_lookup_ahead_decode_variant(block_size):
         q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
         check_decode_splits_and_masks(q, case, f"bs={block_size} group={group} sq={sq}",
                                       variant="sm80_m16n64_w1x4_s5_pack_la")
+
+
+@pytest.mark.parametrize("block_size", [0, 16, 64], ids=["contiguous", "bs16", "bs64"])
+def test_append_slot_ops(block_size):
+    """The append kernel's vectors pass through the prologue slot: an op that doubles them writes exactly twice
+    the new K and V into their slots and nothing anywhere else."""
+    from row_ops import ScaleRows
+
+    from cute_attention.host import launcher
+    from cute_attention.kernels.kv_append import AppendParams
+
+    d, dtype, nheads_kv = 128, torch.bfloat16, 2
+    lengths = [0, 15, 16, 40]
+    if block_size:
+        k_cache, v_cache, table = make_paged([n + 3 for n in lengths], block_size, nheads_kv, d, dtype)
+    else:
+        k_cache, v_cache, table = rand(4, 64, nheads_kv, d, dtype=dtype), rand(4, 64, nheads_kv, d, dtype=dtype), None
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    k_new, v_new = rand(4, 3, nheads_kv, d, dtype=dtype), rand(4, 3, nheads_kv, d, dtype=dtype)
+    k_before, v_before = k_cache.clone(), v_cache.clone()
+    params = AppendParams("bfloat16", d, block_size, ops=(ScaleRows(2.0),))
+    launcher.launch(launcher.compiled(params), k_new.device,
+                    params.launch_args(k_new, v_new, k_cache, v_cache, table, seqlens))
+    torch.cuda.synchronize()
+    written = torch.zeros(k_cache.shape[:2], dtype=torch.bool, device="cuda")
+    for b, n in enumerate(lengths):
+        for i in range(3):
+            pos = n + i
+            slot = (table[b, pos // block_size].item(), pos % block_size) if block_size else (b, pos)
+            written[slot] = True
+            assert torch.equal(k_cache[slot], 2 * k_new[b, i]) and torch.equal(v_cache[slot], 2 * v_new[b, i])
+    assert torch.equal(k_cache[~written], k_before[~written]) and torch.equal(v_cache[~written], v_before[~written])

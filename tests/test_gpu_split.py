@@ -10,8 +10,10 @@ import pytest
 import torch
 from test_gpu_attention import make_qkv, rand
 
-from cute_attention import attention, launcher
-from cute_attention.reference import tolerance_check
+from cute_attention import attention
+from cute_attention.host import launcher
+from cute_attention.kernels.split_reduce import ReduceParams
+from cute_attention.tools.reference import tolerance_check
 
 pytestmark = pytest.mark.gpu
 
@@ -75,8 +77,8 @@ def test_reduce_kernel_alone(d, splits):
     for dtype in (torch.bfloat16, torch.float16):
         out = torch.full((b, sq, h, d), float("nan"), dtype=dtype, device="cuda")
         lse = torch.full((b, h, sq), float("nan"), dtype=torch.float32, device="cuda")
-        launcher.launch_reduce(launcher.reduce_for({torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype],
-                                                   d, True), o_part, lse_part, out, lse)
+        params = ReduceParams({torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype], d, True)
+        launcher.launch(launcher.compiled(params), out.device, params.launch_args(o_part, lse_part, out, lse))
         torch.cuda.synchronize()
         assert torch.equal(torch.isneginf(lse), torch.isneginf(want_lse))
         fin = ~torch.isneginf(want_lse)

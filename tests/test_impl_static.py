@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import cutlass
 import pytest
 
+from cute_attention.arch.common.fragment_impl import mode_offset
 from cute_attention.arch.sm80 import Mma16816
-from cute_attention.arch.warp_mma_impl import mode_offset
 
 
 def brute_offsets(shape, stride):

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from cute_attention.index_math import (
+from cute_attention.core.index_math import (
     ceil_div,
     key_visible,
     kv_tile_schedule,
@@ -101,7 +101,7 @@ def _check_schedules(tile_m, tile_n, sq, sk, flags, group):
 
 @pytest.mark.parametrize("tile_m,tile_n", [(1, 1), (2, 2), (4, 2), (2, 4), (4, 4)])
 def test_turbomind_back_count_is_safe_and_at_most_one_more(tile_m, tile_n):
-    """TurboMind's causal back-mask count (DESIGN.md) covers ours and exceeds it by at most one tile."""
+    """TurboMind's causal back-mask count (mask_iter_back) covers ours and exceeds it by at most one tile."""
     for sq, sk in itertools.product(range(1, 10), range(1, 10)):
         if sk % tile_n or sk < sq:
             continue  # TurboMind's formula assumes whole tiles and no empty rows

@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
-from cute_attention.arch.lds_mma_impl import K_STEP
-from cute_attention.arch.sm70.impl import ATOM_884
-from cute_attention.arch.sm70.simt import ATOM_SIMT
+from cute_attention.arch.common.shared_operand_impl import K_STEP
+from cute_attention.arch.common.simt_impl import ATOM_SIMT
+from cute_attention.arch.sm70.impl884 import ATOM_884
 
 LANES = range(32)
 

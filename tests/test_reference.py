@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cute_attention.reference import attention_numpy, attention_ref, visibility_mask
+from cute_attention.tools.reference import attention_numpy, attention_ref, visibility_mask
 
 
 @pytest.mark.parametrize("sq,sk", [(1, 5), (5, 1), (4, 4), (7, 3), (3, 9)])

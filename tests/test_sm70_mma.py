@@ -14,7 +14,7 @@ from cutlass import Float32, Int32
 from cutlass.cute.runtime import make_fake_tensor
 
 from cute_attention.arch.sm70.mma884 import mma_m8n8k4
-from cute_attention.sass import disassemble, find_nvdisasm
+from cute_attention.tools.sass import disassemble, find_nvdisasm
 
 
 @cute.kernel

@@ -6,7 +6,7 @@ import math
 import pytest
 from test_index_math import _tile_classes
 
-from cute_attention.index_math import (
+from cute_attention.core.index_math import (
     ceil_div,
     kv_tile_schedule,
     num_splits_heuristic,
@@ -94,8 +94,8 @@ def test_split_heuristic_shapes():
 
 
 def test_ctas_per_sm_takes_the_tightest_limit():
-    from cute_attention.compile_cache import CompiledKernel
-    from cute_attention.launcher import ctas_per_sm
+    from cute_attention.host.compile_cache import CompiledKernel
+    from cute_attention.host.launcher import ctas_per_sm
 
     def kernel(threads, smem, regs):
         k = CompiledKernel(key=None, fn=None, smem_bytes=smem, threads=threads, compile_seconds=0.0)
@@ -114,7 +114,7 @@ def test_decode_split_choices_with_two_ctas_per_sm():
     """The decode cap (2 CTAs per SM) on an H100's 132 SMs picks the split counts the sweep measured best
     (benchmarks/results/h100/sweep_decode.json): 16-32 CTAs-worth per KV head at batch 1-2, 8 at batch 4, none
     once the unsplit grid fills the GPU."""
-    from cute_attention.launcher import DECODE_CTAS_PER_SM, DECODE_WAVE_CAP
+    from cute_attention.host.launcher import DECODE_CTAS_PER_SM, DECODE_WAVE_CAP
 
     def pick(ctas, kv_tiles):
         return num_splits_heuristic(ctas, 132, DECODE_CTAS_PER_SM, min(128, kv_tiles), DECODE_WAVE_CAP)
@@ -131,8 +131,8 @@ def test_query_grid_and_cache_capacity_on_host_ints():
     capacity rule (the one the kernels clamp lengths with) on torch tensors."""
     import torch
 
-    from cute_attention.cache_iterators import LinearKVCache, PagedKVCache
-    from cute_attention.cta_map import query_grid
+    from cute_attention.kernels.cta_map import query_grid
+    from cute_attention.kv import LinearKVCache, PagedKVCache
 
     assert query_grid(1, 32, 8, 16, True) == (1, 8)  # decode: 4 heads x 1 token per KV head, one tile
     assert query_grid(5, 32, 8, 16, True) == (2, 8)  # 20 packed rows

@@ -18,9 +18,9 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
-from cute_attention.arch.gmem_iterator import Sm70GmemIterator
-from cute_attention.arch.phases import walk_phases
-from cute_attention.mainloop_args import MainloopArgs
+from cute_attention.arch.common.gmem_iterators import RegisterGmemIterator
+from cute_attention.core.contracts import MainloopArgs
+from cute_attention.core.phase_walk import walk_phases
 
 K_SLOT, V_SLOT = 0, 1
 
@@ -41,11 +41,14 @@ class Sm70Sync:
     def kv_slots(self) -> int:
         return 2
 
-    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> Sm70GmemIterator:
-        return Sm70GmemIterator(dtype, rows, cols, threads)
+    def describe(self) -> str:
+        return "synchronous, next tile staged in registers"
+
+    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> RegisterGmemIterator:
+        return RegisterGmemIterator(dtype, rows, cols, threads)
 
     @cute.jit
-    def load_q(self, it: Sm70GmemIterator, part, row_limit: Int32):
+    def load_q(self, it: RegisterGmemIterator, part, row_limit: Int32):
         frag = it.make_fragment(part)
         it.load(part, part.src, frag, row_limit, True)
         it.save(frag, part.dst)

@@ -5,7 +5,7 @@ The DSL has no sm_70 MMA atom, so this wraps the PTX instruction with ``llvm.inl
 one per quad-pair (lanes 0-3 + 16-19, 4-7 + 20-23, ...). ptxas accepts the instruction for sm_80 and
 sm_90a but has no tensor-core form for it there: it lowers to a called routine of SHFL, HADD2, FFMA and
 FADD (recorded by ``tests/test_sm70_mma.py``), so on Ampere/Hopper this runs Volta's algorithm on CUDA
-cores. :class:`~cute_attention.arch.sm70.impl.Impl884` (the ``sm70`` config) is built on it.
+cores. :class:`~cute_attention.arch.sm70.impl884.Impl884` (the ``sm70`` config) is built on it.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ slot ``j % stages``. ``stages - 1`` loads are in flight when load ``j`` is consu
     issue load j + stages - 1 into the slot load j - 1 used (every thread is past it)
     compute on load j
 
-One barrier per load, as in FlashAttention-2 for ``stages = 2``. With ``lookup_ahead`` a row-gathered source (a
-paged cache) reads its block table one load ahead: right after V of a tile is issued, the reads for the next
-tile start (into registers, shared by its K and V), so the next issue finds them landed instead of stalling
-on a dependent read after the barrier, and the table is read once per tile. The walk has three phases:
-``back`` tiles masked by the right bound / seqlen_k, ``mid`` unmasked tiles, ``front`` tiles masked
-by the sliding window's left bound; the first tile is peeled (full mask, no rescale of O).
+One barrier per load, as in FlashAttention-2 for ``stages = 2``. With ``locate_ahead`` a row source whose rows
+are located by reads (a paged cache) reads its block table one load ahead: right after V of a tile is issued, the
+reads for the next tile start (into registers, shared by its K and V), so the next issue finds them landed
+instead of stalling on a dependent read after the barrier, and the table is read once per tile. The walk has three
+phases: ``back`` tiles masked by the right bound / seqlen_k, ``mid`` unmasked tiles, ``front`` tiles masked by the
+sliding window's left bound; the first tile is peeled (full mask, no rescale of O).
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
-from cute_attention.arch.gmem_iterator import Sm80GmemIterator
-from cute_attention.arch.phases import walk_phases
-from cute_attention.mainloop_args import MainloopArgs
-from cute_attention.row_gather import GatherPart
+from cute_attention.arch.common.gmem_iterators import CpAsyncGmemIterator
+from cute_attention.core.contracts import MainloopArgs
+from cute_attention.core.phase_walk import walk_phases
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Sm80CpAsync:
 
     stages: int = 2
     name: str = "cpasync"
-    lookup_ahead: bool = False  # row sources: the next tile's block-table reads one load ahead
+    locate_ahead: bool = False  # row sources: the next tile's block-table reads one load ahead
     sass_required = ("LDGSTS",)
     sass_forbidden = ()
 
@@ -48,24 +47,27 @@ class Sm80CpAsync:
     def kv_slots(self) -> int:
         return self.stages
 
-    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> Sm80GmemIterator:
-        return Sm80GmemIterator(dtype, rows, cols, threads)
+    def describe(self) -> str:
+        return f"cp.async ring of {self.stages}" + (", block table read a tile ahead" if self.locate_ahead else "")
+
+    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> CpAsyncGmemIterator:
+        return CpAsyncGmemIterator(dtype, rows, cols, threads)
 
     @cute.jit
-    def load_q(self, it: Sm80GmemIterator, part, row_limit: Int32):
+    def load_q(self, it: CpAsyncGmemIterator, part, row_limit: Int32):
         it.prefetch(part, part.src, part.dst, row_limit, True)
         cute.arch.cp_async_commit_group()
 
     # ---- loads ----
-    def looks_ahead(self, a: MainloopArgs) -> bool:
-        """Whether this walk reads the block table ahead (``lookup_ahead`` and a row source with reads to issue)."""
-        return self.lookup_ahead and isinstance(a.k_part.src, GatherPart) and a.k_part.src.has_lookup
+    def locates_ahead(self, a: MainloopArgs) -> bool:
+        """Whether this walk reads the block table ahead (``locate_ahead`` and K/V from a row source with reads)."""
+        return self.locate_ahead and a.k_part.source_reads
 
     @cute.jit
-    def look_up(self, a: MainloopArgs, j_tile, keys: cute.Tensor):
+    def locate(self, a: MainloopArgs, j_tile, keys: cute.Tensor):
         """Start the table reads of walk step ``j_tile`` (past the walk: of tile 0, never copied)."""
         n = cutlass.max(a.sched.n_hi - 1 - j_tile, 0)
-        a.k_part.src.lookup(n, a.seqlen_k - n * a.impl.tile_n, a.impl.tile_n, keys)
+        a.k_part.src.locate(n, a.seqlen_k - n * a.impl.tile_n, a.impl.tile_n, keys)
 
     @cute.jit
     def issue(self, a: MainloopArgs, j_tile, is_v: cutlass.Constexpr, slot, residue: cutlass.Constexpr,
@@ -80,10 +82,10 @@ class Sm80CpAsync:
             row_limit = a.seqlen_k - n * a.impl.tile_n
             src = part.src[None, None, None, n]
             if cutlass.const_expr(keys is not None):
-                src = part.src.located(n, row_limit, a.impl.tile_n, keys)
+                src = part.src.located_tile(n, row_limit, a.impl.tile_n, keys)
             a.it.prefetch(part, src, part.dst[None, None, None, slot], row_limit, residue)
         if cutlass.const_expr(keys is not None and is_v):
-            self.look_up(a, j_tile + 1, keys)
+            self.locate(a, j_tile + 1, keys)
 
     def slot_of(self, t, offset: int):
         """Ring slot of load ``2t + offset``; compile-time when ``t`` is or ``stages`` makes it so."""
@@ -133,9 +135,9 @@ class Sm80CpAsync:
         total = a.sched.n_hi - a.sched.n_lo
         if total > 0:
             keys = None
-            if cutlass.const_expr(self.looks_ahead(a)):
+            if cutlass.const_expr(self.locates_ahead(a)):
                 keys = a.k_part.src.make_keys()  # (CPY_ROWS,) block ids of the next tile's rows
-                self.look_up(a, 0, keys)
+                self.locate(a, 0, keys)
             for j in cutlass.range_constexpr(self.stages - 1):
                 self.issue(a, j // 2, j % 2 == 1, j, j < 2, keys)
                 cute.arch.cp_async_commit_group()

@@ -4,11 +4,10 @@ Run it on a GPU machine: ``python docs/examples/compose_variant.py``. The test s
 the CPU it compiles the variant and reads its SASS, on a GPU it also checks it against the reference.
 """
 
-from cute_attention import Registry, Variant, attention
+from cute_attention import AttnDesc, Registry, Variant, attention
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
-from cute_attention.cache_iterators import LinearKVCache
-from cute_attention.cta_map import AttentionCtaMap
-from cute_attention.registry import AttnDesc
+from cute_attention.kernels.cta_map import AttentionCtaMap
+from cute_attention.kv import LinearKVCache
 
 # 1. Pick one block of each kind.
 my_variant = Variant(
@@ -22,6 +21,7 @@ my_variant = Variant(
     kv_cache=LinearKVCache(),
     cta_map=AttentionCtaMap(heavy_first=True),
     head_dims=(64, 128),
+    spill_budget=96,  # at d128 this tile sits at 255 registers and spills a few values, like the registered w2x2
 )
 
 # 2. Optionally make it selectable by a dispatch rule, in your own registry or in cute_attention.REGISTRY.
@@ -41,7 +41,7 @@ def pick(head_dim: int, seqlen_q: int) -> Variant:
 if __name__ == "__main__":
     import torch
 
-    from cute_attention.reference import tolerance_check
+    from cute_attention.tools.reference import tolerance_check
 
     q, k, v = (torch.randn(2, 200, 8, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     out = run(q, k, v)

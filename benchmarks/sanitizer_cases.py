@@ -1,0 +1,102 @@
+"""Small cases for compute-sanitizer (memcheck, racecheck, synccheck): one call of each kernel path, checked
+against the fp32 reference, so a sanitizer run is short and still covers every kind of build.
+
+    compute-sanitizer --tool memcheck --report-api-errors no python3 benchmarks/sanitizer_cases.py [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from cute_attention import REGISTRY, attention, attention_with_kvcache  # noqa: E402
+from cute_attention.tools.reference import attention_ref, tolerance_check  # noqa: E402
+
+
+def qkv(b, sq, sk, h, hkv, d, dtype=torch.bfloat16):
+    return (torch.randn(b, sq, h, d, device="cuda", dtype=dtype),
+            torch.randn(b, sk, hkv, d, device="cuda", dtype=dtype),
+            torch.randn(b, sk, hkv, d, device="cuda", dtype=dtype))
+
+
+def prefill(variant=None, dtype=torch.bfloat16, d=128, **kw):
+    def run():
+        q, k, v = qkv(2, 77, 133, 4, 2, d, dtype)
+        out = attention(q, k, v, variant=variant, **kw)
+        ok, err, bound = tolerance_check(out, q, k, v, causal=kw.get("causal", False),
+                                         window_size=kw.get("window_size", (-1, -1)))
+        assert ok, (err, bound)
+    return run
+
+
+def decode_paged(variant=None, splits=0, append=True):
+    def run():
+        b, h, hkv, d, bs = 2, 16, 4, 128, 16
+        q = torch.randn(b, 1, h, d, device="cuda", dtype=torch.bfloat16)
+        kc, vc = (torch.randn(24, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        table = torch.randperm(24, device="cuda", dtype=torch.int32)[:20].view(b, 10)
+        lens = torch.tensor([57, 130], device="cuda", dtype=torch.int32)
+        kn, vn = (torch.randn(b, 1, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        out = attention_with_kvcache(q, kc, vc, lens, block_table=table, k=kn if append else None,
+                                     v=vn if append else None, num_splits=splits, variant=variant)
+        total = lens + (1 if append else 0)
+        for i in range(b):
+            n = int(total[i])
+            blocks = table[i, : (n + bs - 1) // bs].long()
+            kk = kc[blocks].reshape(-1, hkv, d)[:n][None]
+            vv = vc[blocks].reshape(-1, hkv, d)[:n][None]
+            ref, _ = attention_ref(q[i:i + 1], kk, vv, causal=True)
+            assert (out[i:i + 1].float() - ref).abs().max().item() < 2e-2
+    return run
+
+
+def q_ops():
+    from row_ops import ScaleRows
+
+    from cute_attention.core.masks import MaskSpec
+    from cute_attention.host import launcher
+    from cute_attention.kernels.attention import AttentionParams
+
+    def run():
+        q, k, v = qkv(2, 77, 133, 4, 2, 128)
+        variant = REGISTRY.get("sm80_m128n64_s4_lazy")
+        params = AttentionParams(variant, "bfloat16", 128, MaskSpec(False, True), q_ops=(ScaleRows(2.0),),
+                                 softmax_scale=0.05, window_right=0)
+        out = torch.empty_like(q)
+        launcher.run(launcher.compiled(params), params, None, q, k, v, out, None)
+        want = attention(q, k, v, causal=True, softmax_scale=0.1, variant=variant)
+        assert torch.equal(out, want)
+    return run
+
+
+CASES = {
+    "prefill_sm80": prefill(causal=True),
+    "prefill_sm80_window_split": prefill(window_size=(40, 7), num_splits=3),
+    "prefill_sm75_q_in_regs": prefill(config="sm75", causal=True),
+    "prefill_simt": prefill(config="simt", causal=True, d=64),
+    "prefill_sm70": prefill(config="sm70", dtype=torch.float16, d=64),
+    "prefill_q_ops_slot": q_ops(),
+    "decode_paged_append_split": decode_paged(),
+    "decode_paged_lookahead_split": decode_paged(variant="sm80_m16n64_w1x4_s5_pack_la", splits=4),
+    "decode_simt_pack": decode_paged(variant="simt_m8n64_w1x4_s3_pack", splits=1, append=False),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", action="append", help="case names (default: all)")
+    args = ap.parse_args()
+    for name in args.only or CASES:
+        torch.manual_seed(0)
+        CASES[name]()
+        torch.cuda.synchronize()
+        print("ok", name, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""``attention(q, k, v, ...)``: prefill attention over BSHD tensors with FlashAttention's conventions.
+
+Input layout: q/k/v whose last dim is not contiguous, whose base is not 16-byte aligned, or whose
+other strides are not multiples of 8 elements (or are 0, broadcast) are copied to a contiguous
+tensor first. ``out`` is never copied: it must meet those rules or the call raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from cute_attention.api.checks import (
+    MAX_GRID_YZ,
+    TORCH_DTYPES,
+    PlanCache,
+    aligned,
+    call_signature,
+    check_device,
+    check_options,
+    check_strides,
+    check_tensor,
+    resolve_variant,
+    strides_ok,
+)
+from cute_attention.core.masks import MaskSpec
+from cute_attention.host import launcher
+from cute_attention.host.registry import AttnDesc
+from cute_attention.kernels.attention import AttentionParams
+from cute_attention.kernels.split_reduce import ReduceParams
+from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
+
+_PLANS = PlanCache()
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    softmax_scale: float | None = None,
+    causal: bool = False,
+    window_size: tuple[int, int] = (-1, -1),
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    variant: Variant | str | None = None,
+    config: str | None = None,
+    num_splits: int = 1,
+):
+    """Scaled dot-product attention over BSHD tensors.
+
+    q: ``(batch, seqlen_q, nheads, head_dim)``; k, v: ``(batch, seqlen_k, nheads_kv, head_dim)``
+    with ``nheads % nheads_kv == 0`` (GQA/MQA: query head ``i`` uses kv head ``i // (nheads // nheads_kv)``).
+    ``causal`` and ``window_size=(left, right)`` are aligned bottom-right (query ``i`` sits at key
+    position ``i + seqlen_k - seqlen_q``); ``-1`` leaves a side unbounded; ``causal`` sets ``right = 0``.
+    Rows that see no key give 0 (and LSE ``-inf``). Returns ``out`` or ``(out, lse)`` with ``lse`` the
+    natural-log sum of exponentials, float32 ``(batch, nheads, seqlen_q)``.
+    ``config`` picks the generation whose algorithm runs (``"sm80"``: cp.async + m16n8k16, the default;
+    ``"sm75"``: synchronous loads + m16n8k8; ``"sm70"``: synchronous loads + m8n8k4, float16 only;
+    ``"simt"``: synchronous loads + CUDA-core FMA; see ``REGISTRY.configs()``); the DSL emits sm_80+ code
+    for all of them. ``variant`` forces a registered variant (by name) or a composed :class:`Variant`.
+    ``num_splits`` splits every query tile's KV range into that many chunks run by separate CTAs, merged
+    exactly by the reduction kernel (split-K); ``0`` picks the count from the kernel's occupancy and the
+    SM count (TurboMind's cost model); ``1`` is a single pass.
+    """
+    sig = call_signature((q, k, v, out), (softmax_scale, causal, window_size, return_lse, variant, config, num_splits))
+    plan = _PLANS.get(sig)
+    if plan is None:
+        plan = _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config, num_splits)
+        _PLANS.put(sig, plan)
+    return plan.launch(q, k, v, out)
+
+
+def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config, num_splits) -> LaunchPlan:
+    """Validate one call signature (no tensor data involved) and choose its kernel."""
+
+    check_tensor("q", q, 4)
+    check_tensor("k", k, 4)
+    check_tensor("v", v, 4)
+    dtype = TORCH_DTYPES.get(q.dtype)
+    if dtype is None:
+        raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
+    batch, seqlen_q, nheads, head_dim = q.shape
+    _, seqlen_k, nheads_kv, _ = k.shape
+    if head_dim not in ALL_HEAD_DIMS:
+        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {ALL_HEAD_DIMS}")
+    if tuple(k.shape) != tuple(v.shape):
+        raise ValueError(f"k shape {tuple(k.shape)} and v shape {tuple(v.shape)} must match")
+    if k.shape[0] != batch:
+        raise ValueError(f"k batch {k.shape[0]} does not match q batch {batch}")
+    if k.shape[3] != head_dim:
+        raise ValueError(f"k head_dim {k.shape[3]} does not match q head_dim {head_dim}")
+    if nheads_kv == 0 or nheads % nheads_kv:
+        raise ValueError(f"q nheads {nheads} must be a multiple of k nheads_kv {nheads_kv}")
+    if batch == 0 or nheads == 0 or seqlen_q == 0 or seqlen_k == 0:
+        raise ValueError(f"empty problem: q shape {tuple(q.shape)}, k shape {tuple(k.shape)}")
+    if nheads > MAX_GRID_YZ or batch > MAX_GRID_YZ:
+        raise ValueError(f"nheads ({nheads}) and batch ({batch}) must be <= {MAX_GRID_YZ}")
+    softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
+    if out is not None:
+        check_tensor("out", out, 4)
+        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
+            raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
+                             f"got {tuple(out.shape)} {out.dtype}")
+    mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
+    desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0, nheads // nheads_kv)
+    chosen = resolve_variant(variant, desc, config)
+    check_device("q", q, None)
+    for name, t in (("k", k), ("v", v), ("out", out)):
+        if t is not None:
+            check_device(name, t, q)
+    if out is not None:
+        check_strides("out", out)
+    copies = tuple(not strides_ok(t) for t in (q, k, v))
+    lse_shape = (batch, nheads, seqlen_q) if return_lse else None
+    params = AttentionParams(chosen, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,
+                             window_left=max(left, 0), window_right=max(right, 0))
+    if num_splits != 1:
+        split = dataclasses.replace(params, with_lse=True, split_kv=True)
+        split_kernel = launcher.compiled(split)
+        if num_splits == 0:
+            ctas = launcher.unsplit_ctas(chosen, batch, seqlen_q, nheads, nheads_kv)
+            kv_tiles = math.ceil(seqlen_k / chosen.impl.tile_n)
+            num_splits = launcher.choose_splits(split_kernel, ctas, kv_tiles, q.device.index,
+                                                launcher.PREFILL_WAVE_CAP)
+        if batch * num_splits > MAX_GRID_YZ:
+            raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")
+        if num_splits > 1:
+            reduce = launcher.compiled(ReduceParams(dtype, head_dim, return_lse))
+            return LaunchPlan(split_kernel, dataclasses.replace(split, num_splits=num_splits), reduce, lse_shape,
+                              copies)
+    return LaunchPlan(launcher.compiled(params), params, None, lse_shape, copies)
+
+
+class LaunchPlan:
+    """A validated call signature: its compiled kernel and parameter record (runtime scalars included), with split-K
+    the reduction kernel. Per call only the data pointers' alignment is checked (it is not part of the signature)."""
+
+    __slots__ = ("kernel", "params", "reduce", "lse_shape", "copies")
+
+    def __init__(self, kernel, params: AttentionParams, reduce, lse_shape, copies):
+        self.kernel = kernel
+        self.params = params
+        self.reduce = reduce
+        self.lse_shape = lse_shape
+        self.copies = copies
+
+    def prepare(self, q, k, v, out):
+        """Copy inputs that break the kernels' layout rules; allocate ``out`` or check its alignment."""
+        cq, ck, cv = self.copies
+        q, k, v = aligned(q, cq), aligned(k, ck), aligned(v, cv)
+        if out is None:
+            out = torch.empty_like(q)
+        elif out.data_ptr() % 16:
+            raise ValueError("out must have a 16-byte aligned base pointer")
+        return q, k, v, out
+
+    def launch(self, q, k, v, out):
+        q, k, v, out = self.prepare(q, k, v, out)
+        return launcher.run(self.kernel, self.params, self.reduce, q, k, v, out, self.lse_shape)

@@ -1,0 +1,170 @@
+"""Index math of the attention mainloop: which KV tiles a query tile visits, and how many need a mask.
+
+Every function here takes plain Python ints *or* DSL integers (``cutlass.Int32``) and uses only
+``+ - * //`` and :func:`imin` / :func:`imax`, so the same code runs on the host (tests, launcher)
+and inside ``@cute.jit`` code. Divisions only ever see non-negative numerators, so Python's floor
+division and the device's truncating division agree.
+
+Positions follow FlashAttention's bottom-right alignment: query row ``i`` sits at absolute
+position ``p(i) = i + seqlen_k - seqlen_q`` and sees key ``j`` iff ``j < seqlen_k`` and
+``p(i) - left <= j <= p(i) + right`` (an absent bound is unbounded). Causal is ``right = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Int = Any  # a Python int or a DSL integer
+
+
+def imax(a: Int, b: Int) -> Int:
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    import cutlass
+
+    return cutlass.max(a, b)
+
+
+def imin(a: Int, b: Int) -> Int:
+    if isinstance(a, int) and isinstance(b, int):
+        return min(a, b)
+    import cutlass
+
+    return cutlass.min(a, b)
+
+
+def ceil_div(a: Int, b: int) -> Int:
+    """``ceil(a / b)`` for ``a >= 0``."""
+    return (a + (b - 1)) // b
+
+
+def clamp(x: Int, lo: Int, hi: Int) -> Int:
+    return imin(imax(x, lo), hi)
+
+
+@dataclass(frozen=True)
+class TileSchedule:
+    """The KV tiles ``[n_lo, n_hi)`` one query tile visits, walked from ``n_hi - 1`` down.
+
+    Phases, in walking order: ``back`` tiles that need the right-bound / ``seqlen_k`` mask (the
+    causal diagonal and the residue), ``mid`` unmasked tiles, ``front`` tiles that need only the
+    left (sliding-window) mask. ``back + mid + front == n_hi - n_lo``.
+    """
+
+    n_lo: Int
+    n_hi: Int
+    back: Int
+    mid: Int
+    front: Int
+
+
+def query_positions(q_start: Int, tile_m: int, seqlen_q: Int, seqlen_k: Int, group: Int = 1) -> tuple[Int, Int]:
+    """Absolute positions of the first and the last valid row of the query tile at ``q_start``.
+
+    With ``group > 1`` the tile's rows are packed query heads (PackGQA): row ``r`` is token ``r // group``
+    of head ``r % group`` of the KV head's group, so the tile spans ``seqlen_q * group`` rows.
+    """
+    shift = seqlen_k - seqlen_q
+    if isinstance(group, int) and group == 1:
+        last_row = imin(q_start + tile_m, seqlen_q) - 1
+        return q_start + shift, last_row + shift
+    last_row = imin(q_start + tile_m, seqlen_q * group) - 1
+    return q_start // group + shift, last_row // group + shift
+
+
+def kv_tile_schedule(
+    q_start: Int,
+    tile_m: int,
+    tile_n: int,
+    seqlen_q: Int,
+    seqlen_k: Int,
+    window_left: Int = 0,
+    window_right: Int = 0,
+    has_left: bool = False,
+    has_right: bool = False,
+    group: Int = 1,
+) -> TileSchedule:
+    """Tile range and phase lengths for the query tile whose first row is ``q_start``.
+
+    ``has_left`` / ``has_right`` are compile-time choices; the window sizes are runtime values.
+    Tight: ``n_lo`` / ``n_hi`` skip every tile no valid row sees, ``mid`` holds every tile that
+    all valid rows see in full, and a ``front`` tile is never cut by the right bound. ``group``: rows
+    are packed query heads (see :func:`query_positions`).
+    """
+    p_first, p_last = query_positions(q_start, tile_m, seqlen_q, seqlen_k, group)
+    kv_hi = seqlen_k
+    right_ok = seqlen_k  # keys below this are seen by every row, as far as the right bound goes
+    if has_right:
+        kv_hi = imin(kv_hi, imax(p_last + window_right + 1, 0))
+        right_ok = imin(right_ok, imax(p_first + window_right + 1, 0))
+    n_hi = ceil_div(kv_hi, tile_n)
+    n_lo = 0
+    left_ok = 0  # keys at or above this are seen by every row, as far as the left bound goes
+    if has_left:
+        n_lo = imin(imax(p_first - window_left, 0) // tile_n, n_hi)
+        left_ok = imax(p_last - window_left, 0)
+    total = n_hi - n_lo
+    back = clamp(n_hi - imax(right_ok // tile_n, n_lo), 0, total)
+    front = 0
+    if has_left:
+        front = clamp(ceil_div(left_ok, tile_n) - n_lo, 0, total - back)
+    return TileSchedule(n_lo=n_lo, n_hi=n_hi, back=back, mid=total - back - front, front=front)
+
+
+def turbomind_mask_iter_back(offset_q: int, offset_k: int, tile_n: int) -> int:
+    """TurboMind's count of causally masked tiles at the back (``mask_iter_back``): conservative by at most one."""
+    return ceil_div(max(0, offset_k - offset_q + tile_n), tile_n)
+
+
+def key_visible(row_pos: int, col: int, seqlen_k: int, window_left: int, window_right: int,
+                has_left: bool, has_right: bool) -> bool:
+    """Brute-force visibility of key ``col`` to the query at absolute position ``row_pos`` (host only)."""
+    if col >= seqlen_k or col < 0:
+        return False
+    if has_right and col > row_pos + window_right:
+        return False
+    if has_left and col < row_pos - window_left:
+        return False
+    return True
+
+
+def split_schedule(sched: TileSchedule, split: Int, num_splits: Int) -> TileSchedule:
+    """The part of ``sched`` that split ``split`` of ``num_splits`` walks (split-K over KV tiles).
+
+    The tiles ``[n_lo, n_hi)`` are cut into ``num_splits`` contiguous chunks of ``ceil(total / num_splits)``
+    tiles, split 0 lowest; trailing splits may be empty (``n_lo == n_hi``). The phases keep their meaning:
+    the chunk's ``back`` tiles are those of ``sched.back`` inside it, likewise ``front``.
+    """
+    total = sched.n_hi - sched.n_lo
+    chunk = ceil_div(total, num_splits)
+    lo = imin(sched.n_lo + split * chunk, sched.n_hi)
+    hi = imin(lo + chunk, sched.n_hi)
+    back = imax(hi - imax(lo, sched.n_hi - sched.back), 0)
+    front = imax(imin(hi, sched.n_lo + sched.front) - lo, 0)
+    return TileSchedule(n_lo=lo, n_hi=hi, back=back, mid=hi - lo - back - front, front=front)
+
+
+def paged_slot(block_table_row: Any, token: Int, block_size: int) -> tuple[Any, Int]:
+    """(physical block, row inside it) of logical KV position ``token`` of one sequence's block table."""
+    return block_table_row[token // block_size], token % block_size
+
+
+def num_splits_heuristic(ctas: int, sms: int, ctas_per_sm: int, max_splits: int, wave_cap: int) -> int:
+    """TurboMind's split count: the cheapest ``s`` in ``1..max_splits`` by
+    ``cost = (1/s + 1e-3) · ceil(ctas·s / (sms·ctas_per_sm))``, stopping once the waves pass ``wave_cap``.
+
+    ``ctas`` is the grid without splitting; ``max_splits`` should already be capped by the tile count.
+    """
+    if ctas < 1 or sms < 1 or ctas_per_sm < 1:
+        raise ValueError(f"ctas, sms and ctas_per_sm must be >= 1, got {ctas}, {sms}, {ctas_per_sm}")
+    slots = sms * ctas_per_sm
+    best, best_cost = 1, None
+    for s in range(1, max(1, max_splits) + 1):
+        waves = ceil_div(ctas * s, slots)
+        if s > 1 and waves > wave_cap:
+            break
+        cost = (1.0 / s + 1e-3) * waves
+        if best_cost is None or cost < best_cost:
+            best, best_cost = s, cost
+    return best

@@ -1,0 +1,55 @@
+"""CTA maps: grid ↔ (query tile, head, batch, KV split) (TurboMind's ``AttentionCtaMap``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+
+from cute_attention.core.index_math import ceil_div
+
+
+def query_grid(seqlen_q, nheads, nheads_kv, tile_m: int, pack_gqa: bool) -> tuple:
+    """(query tiles, heads in the grid) of one batch entry: a tile per ``tile_m`` query rows of each query head,
+    or with PackGQA per ``tile_m`` packed (token, head) rows of each KV head. Python ints or DSL integers."""
+    if pack_gqa:
+        return ceil_div(seqlen_q * (nheads // nheads_kv), tile_m), nheads_kv
+    return ceil_div(seqlen_q, tile_m), nheads
+
+
+@dataclass(frozen=True)
+class AttentionCtaMap:
+    """``blockIdx = (query tile, head, batch · splits + split)``: CTAs of one head run together and share
+    K/V in L2; the splits of one (tile, head, batch) are neighbours in z.
+
+    With ``heavy_first`` (used for causal masks) the query tiles run last-to-first, so the tiles
+    with the most KV work start first and the short ones fill the tail of the wave.
+    """
+
+    heavy_first: bool | None = None  # None: decided by the mask (on for a right bound)
+
+    def for_mask(self, mask) -> AttentionCtaMap:
+        if self.heavy_first is not None:
+            return self
+        return AttentionCtaMap(heavy_first=mask.has_right)
+
+    @staticmethod
+    def grid(num_q_tiles: Int32, num_heads: Int32, batch: Int32, num_splits: Int32 = 1) -> tuple:
+        return (num_q_tiles, num_heads, batch * num_splits)
+
+    @cute.jit
+    def tile_coords(self, num_q_tiles: Int32, num_splits: Int32, split_kv: cutlass.Constexpr) -> tuple:
+        """(query tile, head, batch, split) of this CTA; split is 0 unless the kernel splits the KV range."""
+        bx, head, bz = cute.arch.block_idx()
+        q_tile = bx
+        if cutlass.const_expr(self.heavy_first):
+            q_tile = num_q_tiles - 1 - bx
+        batch = bz
+        split = Int32(0)
+        if cutlass.const_expr(split_kv):
+            split = bz % num_splits
+            batch = bz // num_splits
+        return q_tile, head, batch, split
+

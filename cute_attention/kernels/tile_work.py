@@ -1,0 +1,71 @@
+"""One CTA's work: which query tile of which (batch, head) it serves, the sequence lengths it sees, and the KV tiles
+it walks (TurboMind's CtaMap + the mask iteration counts; FlashAttention's SeqlenInfo / BlockInfo).
+
+Shared by every attention kernel body: the cp.async / synchronous body of :mod:`cute_attention.kernels.attention`
+and a warp-specialized one locate their work the same way, so masks, splits and PackGQA rows mean the same thing
+in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+
+from cute_attention.core.index_math import TileSchedule, kv_tile_schedule, split_schedule
+from cute_attention.kv.pack_gqa import PackedRows
+
+
+@dataclass(frozen=True)
+class TileWork:
+    """What one CTA computes (DSL integers on the device)."""
+
+    q_tile: Any
+    head: Any  # query head, or with PackGQA the KV head whose group the tile packs
+    batch: Any
+    split: Any  # KV split (0 without split-K)
+    kv_head: Any
+    q_start: Any  # first tile row (a packed row with PackGQA)
+    seqlen_q: Any
+    seqlen_k: Any  # this sequence's keys (clamped to the cache's capacity when lengths come from a tensor)
+    rows_q: Any  # rows of the query tiles: seqlen_q, or seqlen_q * group with PackGQA
+    group: Any  # 1, or the query heads packed into a tile's rows
+    q_rows: PackedRows | None  # PackGQA: the row sources of Q and O (None: a tile of one head)
+    o_rows: PackedRows | None
+    sched: TileSchedule  # the KV tiles this CTA walks, in three phases
+
+
+@cute.jit
+def locate_work(cta_map, kv_cache, mQ: cute.Tensor, mK: cute.Tensor, mO: cute.Tensor, mPageTable, mSeqlensK,
+                window_left, window_right, num_q_tiles, num_splits, tile_m: cutlass.Constexpr,
+                tile_n: cutlass.Constexpr, head_dim: cutlass.Constexpr, mask: cutlass.Constexpr,
+                pack_gqa: cutlass.Constexpr, split_kv: cutlass.Constexpr) -> TileWork:
+    """This CTA's :class:`TileWork` (``mO`` is the output; with ``split_kv`` the fp32 partials, never packed)."""
+    q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv)
+    seqlen_q = mQ.shape[1]
+    seqlen_k = mK.shape[1]
+    if cutlass.const_expr(kv_cache.seqlens):
+        # lengths come from the device unchecked: clamp to the cache's capacity so no read leaves it
+        seqlen_k = cutlass.max(cutlass.min(mSeqlensK[batch], kv_cache.capacity(mK, mPageTable)), 0)
+    kv_head = head  # PackGQA: the grid runs over KV heads
+    if cutlass.const_expr(not pack_gqa):
+        kv_head = head // (mQ.shape[2] // mK.shape[2])
+    q_start = q_tile * tile_m
+    rows_q = seqlen_q  # rows of the query tiles
+    group = 1
+    q_rows = o_rows = None  # PackGQA: the row sources of Q and O
+    if cutlass.const_expr(pack_gqa):
+        group = mQ.shape[2] // mK.shape[2]
+        rows_q = seqlen_q * group
+        q_rows = PackedRows(mQ[batch, None, None, None], q_start, group, head * group, tile_m, head_dim)
+        if cutlass.const_expr(not split_kv):
+            o_rows = PackedRows(mO[batch, None, None, None], q_start, group, head * group, tile_m, head_dim)
+    sched = kv_tile_schedule(q_start, tile_m, tile_n, seqlen_q, seqlen_k, window_left, window_right,
+                             mask.has_left, mask.has_right, group)
+    if cutlass.const_expr(split_kv):
+        sched = split_schedule(sched, split, num_splits)
+    return TileWork(q_tile=q_tile, head=head, batch=batch, split=split, kv_head=kv_head, q_start=q_start,
+                    seqlen_q=seqlen_q, seqlen_k=seqlen_k, rows_q=rows_q, group=group, q_rows=q_rows, o_rows=o_rows,
+                    sched=sched)

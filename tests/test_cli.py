@@ -1,0 +1,75 @@
+"""CPU: the command line. Its name, ``--version``, usage errors (exit 2, naming what is known), composed variants
+by ``file.py:attr``, and exit 1 when a build breaks its blocks' promises."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cute_attention.tools import cli
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "compose_variant.py")
+
+
+def run_main(argv, monkeypatch, capsys, prog="/venv/bin/cute-attention"):
+    monkeypatch.setattr(sys, "argv", [prog])
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_help_names_the_command_it_was_run_as(monkeypatch, capsys):
+    code, text = run_main(["--help"], monkeypatch, capsys)
+    assert code == 0 and text.startswith("usage: cute-attention")
+    code, text = run_main(["--help"], monkeypatch, capsys, prog="/src/cute_attention/__main__.py")
+    assert code == 0 and text.startswith("usage: python -m cute_attention")
+
+
+def test_version():
+    done = subprocess.run([sys.executable, "-m", "cute_attention", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("cute-attention ") and "nvidia-cutlass-dsl" in done.stdout
+
+
+def test_unknown_target_and_variant_are_usage_errors(monkeypatch, capsys):
+    code, text = run_main(["catalog", "--target", "sm_99", "--no-gpu"], monkeypatch, capsys)
+    assert code == 2 and "unknown target 'sm_99'" in text and "sm_90a" in text and "Traceback" not in text
+    code, text = run_main(["catalog", "--variant", "nope", "--no-gpu"], monkeypatch, capsys)
+    assert code == 2 and "no variant named 'nope'" in text and "sm80_m128n64_s2" in text
+    code, text = run_main(["catalog", "--variant", "no_such_file.py:x", "--no-gpu"], monkeypatch, capsys)
+    assert code == 2 and "no file 'no_such_file.py'" in text
+    code, text = run_main(["catalog", "--variant", f"{EXAMPLE}:nothing", "--no-gpu"], monkeypatch, capsys)
+    assert code == 2 and "has no attribute 'nothing'" in text
+
+
+def test_composed_variant_is_listed(monkeypatch, capsys):
+    code, text = run_main(["catalog", "--target", "sm_80", "--no-gpu", "--variant", f"{EXAMPLE}:my_variant"],
+                          monkeypatch, capsys)
+    assert code == 0, text
+    assert text.count("my_m64n64_w2x2_s3") >= 2 and "2 kernels" in text  # d64 and d128
+
+
+def test_a_broken_promise_fails_the_catalogue(monkeypatch, capsys):
+    from cute_attention.arch.sm80 import Sm80CpAsync
+    from cute_attention.host.registry import SM80_M64N64
+
+    @dataclasses.dataclass(frozen=True)
+    class OverPromising(Sm80CpAsync):
+        sass_required = ("LDGSTS", "HGMMA")  # an Sm80 ring never issues warpgroup MMAs
+
+    broken = dataclasses.replace(SM80_M64N64, name="over_promising", mainloop=OverPromising(2), head_dims=(64,))
+    monkeypatch.setattr(cli, "load_variants", lambda spec: [broken])
+    code, text = run_main(["catalog", "--target", "sm_80", "--no-gpu", "--variant", "x"], monkeypatch, capsys)
+    assert code == 1 and "BROKEN PROMISE over_promising d=64: no HGMMA" in text
+
+
+def test_known_targets_include_hopper():
+    from cute_attention.core.targets import check_target, known_targets
+
+    assert {"sm_80", "sm_90a"} <= set(known_targets())
+    with pytest.raises(ValueError, match="unknown target 'sm_75'"):
+        check_target("sm_75")
