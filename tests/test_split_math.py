@@ -127,7 +127,7 @@ def test_decode_split_choices_with_two_ctas_per_sm():
 
 
 def test_query_grid_and_cache_capacity_on_host_ints():
-    """The grid rule the kernel launches with, evaluated on host ints for the split choice; the cache factories'
+    """The grid rule the kernel launches with, evaluated on host ints for the split choice; the KV cache layouts'
     capacity rule (the one the kernels clamp lengths with) on torch tensors."""
     import torch
 
