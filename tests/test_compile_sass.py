@@ -10,40 +10,20 @@ import struct
 
 import pytest
 
-from cute_attention.core.masks import MaskSpec
 from cute_attention.core.targets import sm_version, smem_capacity
 from cute_attention.host.compile_cache import CompileKey
 from cute_attention.host.cubin import cubin_sm
-from cute_attention.host.registry import (
-    REGISTRY,
-    SIMT_M64N64,
-    SIMT_M128N32,
-    SM70_M64N64,
-    SM75_M64N32,
-    SM75_M64N64,
-    SM80_M64N64,
-    SM80_M128N32_W8,
-    SM80_M128N64_S4L,
-)
+from cute_attention.host.registry import REGISTRY
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.tools.catalog import catalog_keys, compile_entry
+from cute_attention.tools.sass_snapshot import EXTRA_BUILDS
 
 TARGETS = ["sm_80", "sm_90a"]
 
 
 def extra_keys(target):
     """Beyond the catalogue (causal + LSE, bf16): other dtypes, masks and no-LSE builds."""
-    return [CompileKey.of(AttentionParams(*args), target) for args in [
-        (SM80_M128N64_S4L, "float16", 128, MaskSpec(False, False), False),
-        (SM80_M128N64_S4L, "bfloat16", 64, MaskSpec(True, True), True),
-        (SM80_M128N32_W8, "float16", 256, MaskSpec(True, False), True),
-        (SM80_M64N64, "float16", 192, MaskSpec(True, False), False),
-        (SM75_M64N64, "float16", 128, MaskSpec(False, False), False),
-        (SM75_M64N32, "float16", 256, MaskSpec(True, True), True),
-        (SM70_M64N64, "float16", 64, MaskSpec(False, False), False),
-        (SIMT_M64N64, "float16", 128, MaskSpec(True, False), True),
-        (SIMT_M128N32, "float16", 192, MaskSpec(False, False), False),
-    ]]
+    return [CompileKey.of(AttentionParams(*args), target) for args in EXTRA_BUILDS]
 
 
 @pytest.fixture(scope="module", params=TARGETS)

@@ -8,40 +8,25 @@ import pytest
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host.compile_cache import CompileKey, compile_key
 from cute_attention.host.registry import (
-    SIMT_M8N64_W1X4_PACK,
-    SIMT_M64N64,
-    SM75_M64N64,
     SM80_M16N64_W1X4_PACK,
     SM80_M16N64_W1X4_PACK_LA,
-    SM80_M64N64_WS2_PACK,
-    SM80_M128N64_S4L,
 )
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
 from cute_attention.kernels.split_reduce import ReduceParams
-from cute_attention.kv import LinearKVCache, PagedKVCache
+from cute_attention.kv import PagedKVCache
 from cute_attention.tools.catalog import promise_violations
 from cute_attention.tools.sass import find_nvdisasm, inspect_cubin
+from cute_attention.tools.sass_snapshot import COMPOSED_BUILDS
 
 pytestmark = pytest.mark.skipif(find_nvdisasm() is None, reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)")
 
-BUILDS = [
-    (SM80_M128N64_S4L, LinearKVCache(), True),
-    (SM80_M128N64_S4L, PagedKVCache(16), False),
-    (SM80_M128N64_S4L, PagedKVCache(64), True),
-    (SM75_M64N64, PagedKVCache(256), True),
-    (SIMT_M64N64, LinearKVCache(seqlens=True), True),
-    # decode: PackGQA tensor-core tiles and the SIMT decode variant over paged caches, split and not
-    (SM80_M16N64_W1X4_PACK, PagedKVCache(16), True),
-    (SM80_M16N64_W1X4_PACK, PagedKVCache(128), False),
-    (SM80_M64N64_WS2_PACK, PagedKVCache(32), True),
-    (SIMT_M8N64_W1X4_PACK, PagedKVCache(64), True),
-    (SIMT_M8N64_W1X4_PACK, LinearKVCache(seqlens=True), False),
-]
+BUILDS = COMPOSED_BUILDS  # split-K / paged / length-aware / PackGQA / lookahead compositions
 
 
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
-@pytest.mark.parametrize("variant,cache,split", BUILDS, ids=[f"{v.name}-{c.name}-{s}" for v, c, s in BUILDS])
+@pytest.mark.parametrize("variant,cache,split", BUILDS,
+                         ids=[f"{v.name}-{c.name}{c.block_size or ''}-{s}" for v, c, s in BUILDS])
 def test_split_and_paged_builds(target, variant, cache, split):
     key = CompileKey.of(AttentionParams(dataclasses.replace(variant, kv_cache=cache), "bfloat16", 128,
                                         MaskSpec(False, True), True, split), target)

@@ -1,4 +1,4 @@
-"""Sm70 Impl: Volta's m8n8k4 ``mma.sync`` (HMMA.884 on Volta) through inline PTX.
+"""The m8n8k4 family (Volta's ``mma.sync``, HMMA.884 on Volta) on the shared-operand Impl, through inline PTX.
 
 One warp-wide instruction is four independent 8x8x4 products, one per quad-pair (lanes 4q..4q+3 and
 4q+16..4q+19). The quad-pairs are arranged 2 x 2, so a warp step is 16 x 16 x 4: lane bit 2 picks the
