@@ -94,3 +94,13 @@ def test_cache_compiles_once_per_key(monkeypatch):
     c = cache.get(key(with_lse=False))
     assert a is b and a is not c
     assert len(calls) == 2 and cache.misses == 2 and cache.hits == 1
+
+
+def test_scale_log2_is_the_device_fp32_product():
+    """The host folds log2(e) into the scale as the device's fp32 multiply would (numpy float32 as the oracle)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for s in [*rng.uniform(1e-3, 2.0, 500), 64**-0.5, 96**-0.5, 128**-0.5, 1.0]:
+        want = np.float32(s) * np.float32(1.4426950408889634)
+        assert params(softmax_scale=float(s)).scale_log2 == float(want), s

@@ -23,7 +23,7 @@ STRIDE_DIVISIBILITY = 8  # elements of a 16-bit type per 16 bytes
 
 def runtime(default: Any):
     """A runtime field of a parameter record: a kernel argument, left out of equality (so never part of a compile
-    key) and reset by :func:`compile_time`."""
+    key) and reset by :meth:`KernelRecord.compile_time`."""
     return dataclasses.field(default=default, compare=False, metadata={"runtime": True})
 
 
@@ -31,10 +31,16 @@ def runtime_fields(record) -> list[str]:
     return [f.name for f in dataclasses.fields(record) if f.metadata.get("runtime")]
 
 
-def compile_time(record):
-    """``record`` with its runtime fields at their defaults: what a compile key holds."""
-    return dataclasses.replace(record, **{f.name: f.default for f in dataclasses.fields(record)
-                                          if f.metadata.get("runtime")})
+class KernelRecord:
+    """Base of the kernels' parameter records (frozen dataclasses whose runtime fields are marked by
+    :func:`runtime`); a record also provides ``label``, ``build(target)``, ``fake_args()`` and ``launch_args(...)``."""
+
+    ptxas_options = ""
+
+    def compile_time(self):
+        """This record with its runtime fields at their defaults: what a compile key holds."""
+        return dataclasses.replace(self, **{f.name: f.default for f in dataclasses.fields(self)
+                                            if f.metadata.get("runtime")})
 
 
 def _sym_strides(rank: int):

@@ -47,7 +47,7 @@ from cute_attention.core.softmax import LOG2_E
 from cute_attention.core.targets import has_pdl, smem_capacity
 from cute_attention.kernels.abi import (
     DTYPES,
-    compile_time,
+    KernelRecord,
     fake_bshd,
     fake_int32,
     fake_lse,
@@ -84,7 +84,7 @@ def fp32(x: float) -> float:
 
 
 @dataclass(frozen=True)
-class AttentionParams:
+class AttentionParams(KernelRecord):
     """One attention launch configuration: compile-time flags (compared, hashed: the compile key) and runtime
     scalars (kernel arguments, never part of a key)."""
 
@@ -112,9 +112,6 @@ class AttentionParams:
     def scale_log2(self) -> float:
         """``softmax_scale · log2(e)`` as the device would compute it in fp32."""
         return fp32(fp32(self.softmax_scale) * fp32(LOG2_E))
-
-    def compile_time(self) -> AttentionParams:
-        return compile_time(self)
 
     def build(self, target: str) -> AttentionKernel:
         return AttentionKernel(self, target)
@@ -153,7 +150,6 @@ class AttentionKernel:
         self.dtype = DTYPES[params.dtype]
         self.head_dim = params.head_dim
         self.mask = params.mask
-        self.with_lse = params.with_lse or params.split_kv
         self.split_kv = params.split_kv
         self.pdl = params.split_kv and has_pdl(target)
         self.pack_gqa = variant.pack_gqa

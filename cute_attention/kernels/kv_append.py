@@ -18,7 +18,7 @@ import cutlass.cute as cute
 from cutlass import Int32
 
 from cute_attention.core.contracts import KVCacheLayout, RowOp
-from cute_attention.kernels.abi import DTYPES, compile_time, fake_bshd, fake_int32, fake_paged
+from cute_attention.kernels.abi import DTYPES, KernelRecord, fake_bshd, fake_int32, fake_paged
 from cute_attention.kernels.prologue import TokenRows, apply_ops
 from cute_attention.kv import LinearKVCache, PagedKVCache
 
@@ -38,15 +38,13 @@ class AppendArgs(NamedTuple):
 
 
 @dataclass(frozen=True)
-class AppendParams:
+class AppendParams(KernelRecord):
     """The append kernel's launch configuration (compile-time only)."""
 
     dtype: str
     head_dim: int
     block_size: int  # 0: contiguous cache
     ops: tuple[RowOp, ...] = ()  # the prologue slot's ops on each new token's K and V vectors
-
-    ptxas_options = ""
 
     @property
     def label(self) -> str:
@@ -56,9 +54,6 @@ class AppendParams:
     @property
     def kv_cache(self) -> KVCacheLayout:
         return PagedKVCache(self.block_size) if self.block_size else LinearKVCache()
-
-    def compile_time(self) -> AppendParams:
-        return compile_time(self)
 
     def build(self, target: str) -> KVAppend:
         return KVAppend(DTYPES[self.dtype], self.head_dim, self.kv_cache, self.ops)

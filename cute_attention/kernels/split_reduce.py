@@ -23,7 +23,7 @@ from cutlass.memory import SmemAllocator
 
 from cute_attention.core.softmax import LN2, LOG2_E, row_allreduce
 from cute_attention.core.targets import has_pdl
-from cute_attention.kernels.abi import DTYPES, compile_time, fake_bshd, fake_lse, fake_partial_o
+from cute_attention.kernels.abi import DTYPES, KernelRecord, fake_bshd, fake_lse, fake_partial_o
 
 WARP = 32
 ALL_LANES = (16, 8, 4, 2, 1)
@@ -39,21 +39,16 @@ class ReduceArgs(NamedTuple):
 
 
 @dataclass(frozen=True)
-class ReduceParams:
+class ReduceParams(KernelRecord):
     """The split-K reduction's launch configuration (compile-time only: the split count is the partials' extent)."""
 
     dtype: str
     head_dim: int
     with_lse: bool
 
-    ptxas_options = ""
-
     @property
     def label(self) -> str:
         return f"split-K reduction ({self.dtype}, d{self.head_dim})"
-
-    def compile_time(self) -> ReduceParams:
-        return compile_time(self)
 
     def build(self, target: str) -> SplitReduce:
         return SplitReduce(DTYPES[self.dtype], self.head_dim, self.with_lse, pdl=has_pdl(target))
