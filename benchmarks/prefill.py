@@ -69,18 +69,21 @@ def host_overheads(dtype) -> dict:
 
     from cute_attention.core.masks import MaskSpec
     from cute_attention.host import launcher
+    from cute_attention.kernels.attention import AttentionParams
 
     q, k, v = (torch.randn(1, 128, 1, 64, device="cuda", dtype=dtype) for _ in range(3))
     out = torch.empty_like(q)
     attention(q, k, v)
-    variant = REGISTRY.find(AttnDesc(64, "bfloat16", 128, 128, False, False))
-    compiled = launcher.compiled_for(variant, "bfloat16" if dtype == torch.bfloat16 else "float16", 64,
-                                     MaskSpec(False, False), False)
+    name = "bfloat16" if dtype == torch.bfloat16 else "float16"
+    params = AttentionParams(REGISTRY.find(AttnDesc(64, name, 128, 128, False, False)), name, 64,
+                             MaskSpec(False, False), softmax_scale=0.125)
+    compiled = launcher.compiled(params)
+    launch_args = params.launch_args(q, k, v, out, None)
     qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
     cands = {
         "ours": lambda: attention(q, k, v),
         "ours_out_given": lambda: attention(q, k, v, out=out),
-        "ours_compiled_call": lambda: compiled(q, k, v, out, None, 0.125, 0, 0),
+        "ours_compiled_call": lambda: compiled(*launch_args),
         "sdpa_default": lambda: F.scaled_dot_product_attention(qt, kt, vt),
     }
     fa4 = fa4_peer(False)
