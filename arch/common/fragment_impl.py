@@ -27,11 +27,9 @@ from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import warp
 
 from cute_attention.arch.common.smem_layouts import smem_tile, transposed_view
-from cute_attention.arch.common.warp_merge import merge_bytes, merge_groups
+from cute_attention.arch.common.warp_merge import WARP, WarpGroupImpl
 from cute_attention.core.masks import apply_mask
 from cute_attention.core.softmax import OnlineSoftmax
-
-WARP = 32
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ class FragmentState:
     tOcO_mn: Any  # (rows, cols) tile coordinates of this thread's outputs
 
 
-class FragmentImpl:
+class FragmentImpl(WarpGroupImpl):
     """Attention math on ``mma.sync`` m16n8k{K} tensor-core atoms with ldmatrix operand loads (a family subclass
     sets ``mma_k``, ``perm_nk``, ``name`` and ``mma_sass``)."""
 
@@ -101,18 +99,9 @@ class FragmentImpl:
     sass_forbidden: tuple[str, ...] = ()
 
     def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: FragmentTiles):
-        self.dtype = dtype
-        self.head_dim = head_dim
-        self.tile_m = tiles.tile_m
-        self.tile_n = tiles.tile_n
-        self.warps_q = tiles.warps_q
-        self.warps_s = tiles.warps_s
-        self.threads = tiles.threads
-        self.rescale_threshold = tiles.rescale_threshold
+        super().__init__(dtype, head_dim, tiles)
         self.ldsm_ahead = tiles.ldsm_ahead
         self.q_in_regs = tiles.q_in_regs
-        self.group_threads = self.warps_q * WARP
-        self.slice_n = self.tile_n // self.warps_s
         self.check_tiles()
 
     # ---- static checks and sizes (host side, plain Python) ----
@@ -135,9 +124,6 @@ class FragmentImpl:
     def scratch_bytes(self) -> int:
         """Shared memory the Impl needs besides Q and the K/V ring (none: P stays in registers)."""
         return 0
-
-    def merge_bytes(self) -> int:
-        return merge_bytes(self)
 
     # ---- compile-time objects ----
     def tiled_mma(self) -> cute.TiledMma:
@@ -312,12 +298,7 @@ class FragmentImpl:
                 elif cutlass.const_expr(j == len(groups) - 1):
                     cute.gemm(tiled_mma, acc, tA[None, None, k], tB[None, None, k], acc)
 
-    # ---- end of the mainloop ----
-    @cute.jit
-    def merge(self, st: FragmentState, softmax: OnlineSoftmax, acc_O: cute.Tensor, smem_merge: cute.Pointer):
-        """Combine the ``warps_s`` groups' (M, L, O) through shared memory (:func:`merge_groups`)."""
-        merge_groups(self, st, softmax, acc_O, smem_merge)
-
+    # ---- end of the mainloop (merge: WarpGroupImpl) ----
     @cute.jit
     def store_o(self, st: FragmentState, acc_O: cute.Tensor, sO: cute.Tensor):
         """Convert the normalized accumulators to the output type and write them to ``sO``."""

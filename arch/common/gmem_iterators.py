@@ -78,17 +78,12 @@ class GmemIterator:
                              source_reads=source_reads)
 
 
-class CpAsyncGmemIterator(GmemIterator):
-    """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
-
-    def copy_atom(self) -> cute.CopyAtom:
-        op = cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL)
-        return cute.make_copy_atom(op, self.dtype, num_bits_per_copy=ACCESS_BITS)
-
     @cute.jit
-    def prefetch(self, part: CopyPartition, src: cute.Tensor, dst: cute.Tensor,
-                 row_limit: Int32, predicate_rows: cutlass.Constexpr):
-        """Issue the copies of one tile (``src``/``dst`` already indexed to ``(CPY, ROWS, COLS)``)."""
+    def copy_tile(self, part: CopyPartition, src, dst: cute.Tensor, row_limit: Int32,
+                  predicate_rows: cutlass.Constexpr):
+        """Copy one tile ``src`` -> ``dst`` (each ``(CPY, ROWS, COLS)``) with this iterator's copy atom, row group by
+        row group when rows are predicated (those at or past ``row_limit`` get zeros) or gathered from a row
+        source, else in one tiled copy."""
         tiled = self.tiled_copy()
         if cutlass.const_expr(predicate_rows):
             for m in cutlass.range_constexpr(cute.size(dst.shape[1])):
@@ -101,6 +96,20 @@ class CpAsyncGmemIterator(GmemIterator):
                 cute.copy(tiled, src[None, m, None], dst[None, m, None])
         else:
             cute.copy(tiled, src, dst)
+
+
+class CpAsyncGmemIterator(GmemIterator):
+    """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
+
+    def copy_atom(self) -> cute.CopyAtom:
+        op = cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL)
+        return cute.make_copy_atom(op, self.dtype, num_bits_per_copy=ACCESS_BITS)
+
+    @cute.jit
+    def prefetch(self, part: CopyPartition, src: cute.Tensor, dst: cute.Tensor,
+                 row_limit: Int32, predicate_rows: cutlass.Constexpr):
+        """Issue the copies of one tile (``src``/``dst`` already indexed to ``(CPY, ROWS, COLS)``)."""
+        self.copy_tile(part, src, dst, row_limit, predicate_rows)
 
 
 class RegisterGmemIterator(GmemIterator):
@@ -121,18 +130,8 @@ class RegisterGmemIterator(GmemIterator):
     @cute.jit
     def load(self, part: CopyPartition, src: cute.Tensor, frag: cute.Tensor, row_limit: Int32,
              predicate_rows: cutlass.Constexpr):
-        tiled = self.tiled_copy()
-        if cutlass.const_expr(predicate_rows):
-            for m in cutlass.range_constexpr(cute.size(frag.shape[1])):
-                if part.t0_rows[m] < row_limit - part.row0:
-                    cute.copy(tiled, src[None, m, None], frag[None, m, None])
-                else:
-                    frag[None, m, None].fill(0)
-        elif cutlass.const_expr(part.gathered):
-            for m in cutlass.range_constexpr(cute.size(frag.shape[1])):
-                cute.copy(tiled, src[None, m, None], frag[None, m, None])
-        else:
-            cute.copy(tiled, src, frag)
+        """Start one tile's global reads into the register fragment ``frag``."""
+        self.copy_tile(part, src, frag, row_limit, predicate_rows)
 
     @cute.jit
     def save(self, frag: cute.Tensor, dst: cute.Tensor):

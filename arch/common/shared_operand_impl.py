@@ -22,11 +22,10 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 from cute_attention.arch.common.smem_layouts import pointer_swizzled_tile, smem_tile
-from cute_attention.arch.common.warp_merge import merge_bytes, merge_groups
+from cute_attention.arch.common.warp_merge import WARP, WarpGroupImpl
 from cute_attention.core.masks import apply_mask
 from cute_attention.core.softmax import OnlineSoftmax
 
-WARP = 32
 K_STEP = 4  # every family here consumes four k-consecutive 16-bit values per lane and row (one LDS.64)
 
 # (extent, axis, step): a lane bit or register index moves the coordinate on ``axis`` (0 = tile rows,
@@ -170,7 +169,7 @@ class SharedOperandState:
     tOsO: Any  # (C, MB, DB) this thread's outputs in the Q tile (their shape sizes acc_O)
 
 
-class SharedOperandImpl:
+class SharedOperandImpl(WarpGroupImpl):
     """Attention math on a family of warp steps whose operands are read from shared memory (LDS)."""
 
     name = "lds_mma"
@@ -181,18 +180,9 @@ class SharedOperandImpl:
     dtypes: tuple[str, ...] = ("float16", "bfloat16")
 
     def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: SharedOperandTiles):
-        self.dtype = dtype
-        self.head_dim = head_dim
-        self.tile_m = tiles.tile_m
-        self.tile_n = tiles.tile_n
-        self.warps_q = tiles.warps_q
-        self.warps_s = tiles.warps_s
-        self.threads = tiles.threads
-        self.rescale_threshold = tiles.rescale_threshold
+        super().__init__(dtype, head_dim, tiles)
         self.k_unroll = tiles.k_unroll
         self.q_in_regs = False
-        self.group_threads = self.warps_q * WARP
-        self.slice_n = self.tile_n // self.warps_s
         self.warp_m = self.tile_m // self.warps_q
         self.check_tiles()
 
@@ -210,9 +200,6 @@ class SharedOperandImpl:
             raise ValueError(f"head_dim={self.head_dim} must be a multiple of {at.n_o} for {self.name}")
         if self.k_unroll < 1:
             raise ValueError(f"k_unroll must be >= 1, got {self.k_unroll}")
-
-    def merge_bytes(self) -> int:
-        return merge_bytes(self)
 
     def scratch_bytes(self) -> int:
         """Shared memory for P (``tile_m × tile_n``, input dtype) between the two products."""
@@ -364,12 +351,7 @@ class SharedOperandImpl:
     def mma(self, acc: cute.Tensor, a: cute.Tensor, b: cute.Tensor, pv: bool):
         raise NotImplementedError
 
-    # ---- end of the mainloop ----
-    @cute.jit
-    def merge(self, st: SharedOperandState, softmax: OnlineSoftmax, acc_O: cute.Tensor, smem_merge: cute.Pointer):
-        """Combine the ``warps_s`` groups' (M, L, O); the same exact merge as the warp-MMA Impls'."""
-        merge_groups(self, st, softmax, acc_O, smem_merge)
-
+    # ---- end of the mainloop (merge: WarpGroupImpl) ----
     @cute.jit
     def store_o(self, st: SharedOperandState, acc_O: cute.Tensor, sO: cute.Tensor):
         """Convert the normalized accumulators to the output type and write them into the Q tile."""

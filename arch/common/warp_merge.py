@@ -1,9 +1,10 @@
-"""Cross-warp merge (TurboMind's ``Impl::Merge``): warp groups that split each KV tile combine (M, L, O).
+"""The warp arrangement every Impl shares and its cross-warp merge (TurboMind's ``Impl::Merge``).
 
-Shared by every Impl whose warps may split the KV tile (``warps_s > 1``): the warp-MMA Impls and the
-shared-memory-operand ones (the SIMT decode variant). An Impl provides ``tile_m``, ``head_dim``, ``warps_s``,
-``group_threads`` and ``rows_cols_view``; its state ``tq``, ``ws`` and ``tScS_mn`` (row coordinates, and
-columns local to the group's slice).
+An Impl is ``warps_q × warps_s`` warps: ``warps_q`` split the query rows, ``warps_s`` groups each take a slice of
+every KV tile and run their own online softmax; at the end the groups combine (M, L, O) through shared memory.
+:class:`WarpGroupImpl` holds that arrangement for both Impl bases (fragment and shared-operand); the merge needs
+from an Impl ``tile_m``, ``head_dim``, ``warps_s``, ``group_threads`` and ``rows_cols_view``, and from its state
+``tq``, ``ws`` and ``tScS_mn`` (row coordinates, and columns local to the group's slice).
 """
 
 from __future__ import annotations
@@ -13,6 +14,33 @@ import cutlass.cute as cute
 from cutlass import Float32
 
 from cute_attention.core.softmax import OnlineSoftmax
+
+WARP = 32
+
+
+class WarpGroupImpl:
+    """Base of the Impl bases: dtype, head dim and the ``warps_q × warps_s`` arrangement of a tile recipe, and the
+    merge of the ``warps_s`` groups."""
+
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles):
+        self.dtype = dtype
+        self.head_dim = head_dim
+        self.tile_m = tiles.tile_m
+        self.tile_n = tiles.tile_n
+        self.warps_q = tiles.warps_q
+        self.warps_s = tiles.warps_s
+        self.threads = tiles.threads
+        self.rescale_threshold = tiles.rescale_threshold
+        self.group_threads = self.warps_q * WARP
+        self.slice_n = self.tile_n // self.warps_s
+
+    def merge_bytes(self) -> int:
+        return merge_bytes(self)
+
+    @cute.jit
+    def merge(self, st, softmax: OnlineSoftmax, acc_O: cute.Tensor, smem_merge: cute.Pointer):
+        """Combine the ``warps_s`` groups' (M, L, O) through shared memory (:func:`merge_groups`)."""
+        merge_groups(self, st, softmax, acc_O, smem_merge)
 
 
 def merge_bytes(impl) -> int:
