@@ -13,7 +13,10 @@ def environment() -> dict:
     import cutlass
     import torch
 
-    p = torch.cuda.get_device_properties(0)
+    gpu = {"gpu": "none (CPU)", "sm": "-", "sms": 0}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        gpu = {"gpu": p.name, "sm": f"{p.major}{p.minor}", "sms": p.multi_processor_count}
     commit = os.environ.get("CUTE_ATTENTION_COMMIT", "")
     if not commit:
         try:
@@ -22,7 +25,7 @@ def environment() -> dict:
         except OSError:
             commit = "unknown"
     return {
-        "gpu": p.name, "sm": f"{p.major}{p.minor}", "sms": p.multi_processor_count,
+        **gpu,
         "torch": torch.__version__, "cuda": torch.version.cuda, "cutlass_dsl": cutlass.__version__,
         "python": platform.python_version(), "commit": commit or "unknown",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suite in ten parallel parts on one GPU machine (the parts compile their kernels side by side on
+# The GPU test suite in thirteen parallel parts on one GPU machine (the parts compile their kernels side by side on
 # its cores; the whole suite took 462 s on the H200 with 16 cores). The parts' logs end up in $OUT/pytest_gpu.log,
 # a summary is printed last.
 #   source .device/env.sh; bash benchmarks/gpu_suite.sh
@@ -19,6 +19,9 @@ run k1 tests/test_gpu_kvcache.py -k "paged_matches and (bs16 or bs32)"
 run k2 tests/test_gpu_kvcache.py -k "paged_matches and (bs64 or bs128 or bs256)"
 run k3 tests/test_gpu_kvcache.py -k "not paged_matches and not head_groups"
 run k4 tests/test_gpu_kvcache.py -k "head_groups"
+run v1 tests/test_gpu_varlen.py -k "d64 or d96 or d128"
+run v2 tests/test_gpu_varlen.py -k "not (d64 or d96 or d128)"
+run t1 tests/test_gpu_torch.py
 wait
 for f in "$OUT"/part_*.log; do head -1 "$f"; grep -E "passed|failed|error|Timeout|Error" "$f" | tail -3; done
 cat "$OUT"/part_*.log > "$OUT/pytest_gpu.log" && rm "$OUT"/part_*.log

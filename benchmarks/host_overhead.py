@@ -1,5 +1,6 @@
 """Host µs per call of the eager API on tiny problems (the GPU never sets the pace): prefill with and without
-``out``, a paged decode step with and without an append, split-K prefill. Public API only, so two commits can be
+``out``, a paged decode step with and without an append, split-K prefill, the FlashAttention-compatible calls and
+varlen (with and without the host check of the offsets, which synchronizes). Public API only, so two commits can be
 compared on one machine.
 
     python benchmarks/host_overhead.py --json out.json [--label NAME]
@@ -16,7 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from common import environment, host_us_per_call, write_json  # noqa: E402
 
-from cute_attention import attention, attention_with_kvcache  # noqa: E402
+from cute_attention import (  # noqa: E402
+    attention,
+    attention_varlen,
+    attention_with_kvcache,
+    flash_attn_func,
+    flash_attn_with_kvcache,
+)
 
 
 def cases() -> dict:
@@ -28,6 +35,7 @@ def cases() -> dict:
     table = torch.randperm(64, device="cuda", dtype=torch.int32).view(1, 64)
     lens = torch.tensor([1000], device="cuda", dtype=torch.int32)
     k_new, v_new = (torch.randn(1, 1, 8, 128, device="cuda", dtype=dt) for _ in range(2))
+    cu = torch.tensor([0, 128], device="cuda", dtype=torch.int32)
     return {
         "prefill": lambda: attention(q, k, v),
         "prefill_out": lambda: attention(q, k, v, out=out),
@@ -36,6 +44,11 @@ def cases() -> dict:
         "decode_paged_split": lambda: attention_with_kvcache(qd, kc, vc, lens, block_table=table, num_splits=8),
         "decode_paged_append": lambda: attention_with_kvcache(qd, kc, vc, lens, block_table=table, k=k_new, v=v_new,
                                                               num_splits=1),
+        "fa_func": lambda: flash_attn_func(q, k, v),
+        "fa_kvcache_paged": lambda: flash_attn_with_kvcache(qd, kc, vc, cache_seqlens=lens, block_table=table,
+                                                            num_splits=1),
+        "varlen": lambda: attention_varlen(q[0], k[0], v[0], cu, cu, 128, 128, check_seqlens=False),
+        "varlen_checked": lambda: attention_varlen(q[0], k[0], v[0], cu, cu, 128, 128),
     }
 
 

@@ -74,6 +74,25 @@ def q_ops():
     return run
 
 
+def varlen(splits=1, h=4, hkv=2, d=128):
+    from cute_attention import attention_varlen
+
+    def run():
+        lens_q, lens_k = [0, 1, 77, 5], [9, 0, 133, 300]
+        cu_q = torch.tensor([0, 0, 1, 78, 83], device="cuda", dtype=torch.int32)
+        cu_k = torch.tensor([0, 9, 9, 142, 442], device="cuda", dtype=torch.int32)
+        q = torch.randn(sum(lens_q), h, d, device="cuda", dtype=torch.bfloat16)
+        k, v = (torch.randn(sum(lens_k), hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        out, lse = attention_varlen(q, k, v, cu_q, cu_k, 77, 300, causal=True, return_lse=True, num_splits=splits)
+        for b in range(4):
+            q0, q1, k0, k1 = cu_q[b].item(), cu_q[b + 1].item(), cu_k[b].item(), cu_k[b + 1].item()
+            if q1 > q0:
+                ok, err, bound = tolerance_check(out[q0:q1][None], q[q0:q1][None], k[k0:k1][None], v[k0:k1][None],
+                                                 causal=True)
+                assert ok, (b, err, bound)
+    return run
+
+
 CASES = {
     "prefill_sm80": prefill(causal=True),
     "prefill_sm80_window_split": prefill(window_size=(40, 7), num_splits=3),
@@ -84,6 +103,8 @@ CASES = {
     "decode_paged_append_split": decode_paged(),
     "decode_paged_lookahead_split": decode_paged(variant="sm80_m16n64_w1x4_s5_pack_la", splits=4),
     "decode_simt_pack": decode_paged(variant="simt_m8n64_w1x4_s3_pack", splits=1, append=False),
+    "varlen": varlen(),
+    "varlen_split_packed": varlen(splits=3, h=8, hkv=1),
 }
 
 

@@ -73,3 +73,52 @@ def test_known_targets_include_hopper():
     assert {"sm_80", "sm_90a"} <= set(known_targets())
     with pytest.raises(ValueError, match="unknown target 'sm_75'"):
         check_target("sm_75")
+
+
+def test_precompile_fills_the_cache_then_finds_it(tmp_path, monkeypatch, capsys):
+    """One key: compiled by the first run, already cached for the second, listed by ``cache``; a new process loads
+    it instead of compiling."""
+    monkeypatch.setenv("CUTE_ATTENTION_CACHE_DIR", str(tmp_path))
+    argv = ["precompile", "--target", "sm_80", "--variant", "sm80_m64n64_s2", "--head-dim", "64", "--dtype",
+            "float16", "--mask", "causal", "--lse", "no", "--no-split", "-j", "1"]
+    code, text = run_main(argv, monkeypatch, capsys)
+    assert code == 0 and "1 kernels (1 compiled, 0 already cached, 0 failed)" in text, text
+    code, text = run_main(argv, monkeypatch, capsys)
+    assert code == 0 and "(0 compiled, 1 already cached, 0 failed)" in text, text
+    code, text = run_main(["cache"], monkeypatch, capsys)
+    assert code == 0 and ": 1 kernels" in text, text
+    probe = ("from cute_attention.host.compile_cache import CACHE, CompileKey;"
+             "from cute_attention.host.registry import SM80_M64N64;"
+             "from cute_attention.kernels.attention import AttentionParams;"
+             "from cute_attention.core.masks import MaskSpec;"
+             "k = CompileKey.of(AttentionParams(SM80_M64N64, 'float16', 64, MaskSpec(False, True)), 'sm_80');"
+             "print(CACHE.get(k).from_disk)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=dict(os.environ, CUTE_ATTENTION_CACHE_DIR=str(tmp_path)))
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
+    code, text = run_main(["cache", "--clear"], monkeypatch, capsys)
+    assert code == 0 and "removed 1 fingerprint directory" in text and not any(tmp_path.iterdir())
+
+
+def test_precompile_usage_errors(monkeypatch, capsys):
+    code, text = run_main(["precompile", "--target", "sm_80", "--kv", "paged7"], monkeypatch, capsys)
+    assert code == 2 and "unknown KV layout 'paged7'" in text
+    code, text = run_main(["precompile", "--target", "sm_80", "--config", "sm99"], monkeypatch, capsys)
+    assert code == 2 and "unknown ['sm99']" in text
+
+
+def test_precompile_keys_cover_the_features():
+    from cute_attention.host.registry import SM80_M64N64
+    from cute_attention.tools import precompile
+
+    sel = precompile.Selection(targets=("sm_80", "sm_90a"), variants=(SM80_M64N64,), head_dims=(64, 128),
+                               dtypes=("bfloat16",), masks=("none", "causal"), lse=(False, True),
+                               kv=("linear", "paged64"), split=True, append=True)
+    keys = list(precompile.keys(sel))
+    assert len(keys) == len(set(keys))
+    labels = [(k.target, k.params.label) for k in keys]
+    # per target, layout, head dim: 2 masks x (2 LSE + 1 split) attention builds; per head dim 2 reductions
+    # (shared by layouts) and 1 append (paged only)
+    assert len(keys) == 2 * (2 * 2 * 2 * 3 + 2 * 2 + 2 * 1)
+    assert ("sm_90a", "KV append (bfloat16, d128, paged 64)") in labels
+    assert ("sm_80", "sm80_m64n64_s2+paged (bfloat16, d64, causal, LSE, split-K)") in labels

@@ -1,6 +1,7 @@
 """CPU: a compile key holds every compile-time choice and no runtime value; one compile per key."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,7 +27,7 @@ def key(target="sm_80", **kw):
 
 def test_records_split_compile_time_and_runtime_fields():
     compile_time = {f.name for f in dataclasses.fields(AttentionParams)} - set(runtime_fields(AttentionParams))
-    assert compile_time == {"variant", "dtype", "head_dim", "mask", "with_lse", "split_kv", "q_ops"}
+    assert compile_time == {"variant", "dtype", "head_dim", "mask", "with_lse", "split_kv", "q_ops", "varlen"}
     assert set(runtime_fields(AttentionParams)) == {"softmax_scale", "window_left", "window_right", "num_splits"}
     assert not runtime_fields(ReduceParams) and not runtime_fields(AppendParams)
     assert {f.name for f in dataclasses.fields(CompileKey)} == {"params", "target"}
@@ -74,6 +75,7 @@ def test_every_choice_changes_the_key():
                                                                               rescale_threshold=8.0))),
         key(variant=SM75_M64N64),
         key(split_kv=True),
+        key(varlen=True),
         key(q_ops=(object(),)),
     ]
     assert len({k0, *variants}) == len(variants) + 1
@@ -85,10 +87,10 @@ def test_cache_compiles_once_per_key(monkeypatch):
 
     def fake_compile(k):
         calls.append(k)
-        return object()
+        return SimpleNamespace(compile_seconds=0.0)
 
     monkeypatch.setattr("cute_attention.host.compile_cache.compile_key", fake_compile)
-    cache = CompileCache()
+    cache = CompileCache(disk=False)
     a = cache.get(key())
     b = cache.get(key(softmax_scale=0.5))
     c = cache.get(key(with_lse=False))

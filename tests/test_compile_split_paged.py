@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from cute_attention.core.masks import MaskSpec
-from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.host.compile_cache import CACHE, CompileKey
 from cute_attention.host.registry import (
     SM80_M16N64_W1X4_PACK,
     SM80_M16N64_W1X4_PACK_LA,
@@ -30,7 +30,7 @@ BUILDS = COMPOSED_BUILDS  # split-K / paged / length-aware / PackGQA / lookahead
 def test_split_and_paged_builds(target, variant, cache, split):
     key = CompileKey.of(AttentionParams(dataclasses.replace(variant, kv_cache=cache), "bfloat16", 128,
                                         MaskSpec(False, True), True, split), target)
-    stats = inspect_cubin(compile_key(key).cubin)
+    stats = inspect_cubin(CACHE.get(key).cubin)
     assert stats.registers <= 255
     assert not promise_violations(key, stats), promise_violations(key, stats)
     if split:
@@ -40,7 +40,7 @@ def test_split_and_paged_builds(target, variant, cache, split):
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("d", [64, 96, 128, 192, 256])
 def test_reduce_kernel_compiles_spill_free(target, d):
-    stats = inspect_cubin(compile_key(CompileKey.of(ReduceParams("float16", d, True), target)).cubin)
+    stats = inspect_cubin(CACHE.get(CompileKey.of(ReduceParams("float16", d, True), target)).cubin)
     assert stats.spills == 0 and stats.count("MUFU") > 0 and stats.count("HMMA") == 0
 
 
@@ -50,7 +50,7 @@ def test_reduce_waits_by_pdl_on_sm90_only(target):
     for it there (griddepcontrol.wait -> ACQBULK); sm_80 has no such instruction and none is emitted."""
     from cute_attention.tools.sass import disassemble
 
-    sass = disassemble(compile_key(CompileKey.of(ReduceParams("bfloat16", 128, False), target)).cubin)
+    sass = disassemble(CACHE.get(CompileKey.of(ReduceParams("bfloat16", 128, False), target)).cubin)
     assert ("ACQBULK" in sass) == (target == "sm_90a")
 
 
@@ -61,7 +61,7 @@ def test_reduce_keeps_a_round_of_loads_in_flight(target):
     from cute_attention.kernels.split_reduce import SplitReduce
     from cute_attention.tools.sass import disassemble
 
-    cubin = compile_key(CompileKey.of(ReduceParams("bfloat16", 128, False), target)).cubin
+    cubin = CACHE.get(CompileKey.of(ReduceParams("bfloat16", 128, False), target)).cubin
     sass = [line for line in disassemble(cubin).splitlines() if "LDG.E.128" in line or "FFMA" in line]
     first = next(i for i, line in enumerate(sass) if "LDG.E.128" in line)
     in_flight = next(i for i in range(first, len(sass)) if "FFMA" in sass[i]) - first
@@ -71,7 +71,7 @@ def test_reduce_keeps_a_round_of_loads_in_flight(target):
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("block_size", [0, 16, 256], ids=["contiguous", "paged16", "paged256"])
 def test_append_kernel_compiles_with_16_byte_copies(target, block_size):
-    stats = inspect_cubin(compile_key(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
+    stats = inspect_cubin(CACHE.get(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
     assert stats.spills == 0 and stats.count("LDG.E.128") >= 2 and stats.count("STG.E.128") >= 2
 
 
@@ -95,7 +95,7 @@ def test_append_kernel_reads_the_block_table_once(target, block_size):
     the 16-byte K and V copies and no 32-bit load."""
     from cute_attention.tools.sass import disassemble
 
-    sass = disassemble(compile_key(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
+    sass = disassemble(CACHE.get(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
     loops = [b for b in _loop_bodies(sass) if any("LDG.E.128" in ln for ln in b)]
     assert len(loops) == 1, loops
     assert sum("LDG.E.128" in ln for ln in loops[0]) >= 2
@@ -112,7 +112,7 @@ def test_split_attention_kernel_is_pdl_on_sm90_only(target, split):
 
     key = CompileKey.of(AttentionParams(dataclasses.replace(SM80_M16N64_W1X4_PACK, kv_cache=PagedKVCache(64)),
                                         "bfloat16", 128, MaskSpec(False, True), True, split), target)
-    sass = disassemble(compile_key(key).cubin)
+    sass = disassemble(CACHE.get(key).cubin)
     pdl = split and target == "sm_90a"
     assert ("ACQBULK" in sass) == pdl and ("PREEXIT" in sass) == pdl
 
@@ -142,7 +142,7 @@ def test_locate_ahead_takes_table_reads_off_the_issue(target, block_size):
     for variant in (SM80_M16N64_W1X4_PACK, SM80_M16N64_W1X4_PACK_LA):
         key = CompileKey.of(AttentionParams(dataclasses.replace(variant, kv_cache=PagedKVCache(block_size)),
                                             "bfloat16", 128, MaskSpec(False, True), True, True), target)
-        kernel = compile_key(key)
+        kernel = CACHE.get(key)
         assert inspect_cubin(kernel.cubin).spills <= variant.spill_budget
         counts[variant.name] = _table_reads_after_barriers(disassemble(kernel.cubin))
     assert counts[SM80_M16N64_W1X4_PACK.name] >= 4 and counts[SM80_M16N64_W1X4_PACK_LA.name] <= 1, counts

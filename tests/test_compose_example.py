@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cute_attention.core.masks import MaskSpec
-from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.host.compile_cache import CACHE, CompileKey
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.tools.sass import inspect_cubin
 
@@ -26,7 +26,7 @@ def test_example_compiles_and_dispatches():
     assert ex.pick(128, 100) is ex.my_variant
     with pytest.raises(ValueError):
         ex.pick(128, 4096)
-    compiled = compile_key(CompileKey.of(AttentionParams(ex.my_variant, "bfloat16", 128, MaskSpec(False, True)),
+    compiled = CACHE.get(CompileKey.of(AttentionParams(ex.my_variant, "bfloat16", 128, MaskSpec(False, True)),
                                          "sm_80"))
     stats = inspect_cubin(compiled.cubin)
     assert stats.count("HMMA") > 0 and stats.count("LDGSTS") > 0

@@ -10,7 +10,7 @@ from row_ops import ScaleRows
 
 from cute_attention.core.contracts import RowOp
 from cute_attention.core.masks import MaskSpec
-from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.host.compile_cache import CACHE, CompileKey
 from cute_attention.host.registry import SM80_M16N64_W1X4_PACK, SM80_M128N64_S4L
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
@@ -35,8 +35,8 @@ def test_test_op_is_a_row_op():
                          ids=["prefill", "packed-paged"])
 def test_q_ops_take_the_register_path(target, variant):
     base = AttentionParams(variant, "bfloat16", 128, MaskSpec(False, True), True)
-    plain = inspect_cubin(compile_key(CompileKey.of(base, target)).cubin)
-    with_ops = inspect_cubin(compile_key(CompileKey.of(dataclasses.replace(base, q_ops=(ScaleRows(2.0),)),
+    plain = inspect_cubin(CACHE.get(CompileKey.of(base, target)).cubin)
+    with_ops = inspect_cubin(CACHE.get(CompileKey.of(dataclasses.replace(base, q_ops=(ScaleRows(2.0),)),
                                                        target)).cubin)
     assert plain.count("LDG.E.128") == 0 and with_ops.count("LDG.E.128") > 0
     assert 0 < with_ops.count("LDGSTS") < plain.count("LDGSTS")  # K/V still by cp.async, Q no longer
@@ -47,8 +47,8 @@ def test_q_ops_take_the_register_path(target, variant):
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 @pytest.mark.parametrize("block_size", [0, 16])
 def test_append_ops_run_on_the_copied_vectors(target, block_size):
-    plain = inspect_cubin(compile_key(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
+    plain = inspect_cubin(CACHE.get(CompileKey.of(AppendParams("bfloat16", 128, block_size), target)).cubin)
     params = AppendParams("bfloat16", 128, block_size, ops=(ScaleRows(2.0),))
-    with_ops = inspect_cubin(compile_key(CompileKey.of(params, target)).cubin)
+    with_ops = inspect_cubin(CACHE.get(CompileKey.of(params, target)).cubin)
     assert with_ops.count("LDG.E.128") == plain.count("LDG.E.128") > 0
     assert _multiplies(with_ops) > _multiplies(plain) and with_ops.spills == 0

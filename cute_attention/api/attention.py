@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from cute_attention.api import ops
 from cute_attention.api.checks import (
     MAX_GRID_YZ,
     TORCH_DTYPES,
@@ -19,6 +20,7 @@ from cute_attention.api.checks import (
     aligned,
     call_signature,
     check_device,
+    check_no_grad,
     check_options,
     check_strides,
     check_tensor,
@@ -65,6 +67,10 @@ def attention(
     exactly by the reduction kernel (split-K); ``0`` picks the count from the kernel's occupancy and the
     SM count (TurboMind's cost model); ``1`` is a single pass.
     """
+    check_no_grad(("q", q), ("k", k), ("v", v))
+    if torch.compiler.is_compiling():
+        return ops.traced_attention(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config,
+                                    num_splits)
     sig = call_signature((q, k, v, out), (softmax_scale, causal, window_size, return_lse, variant, config, num_splits))
     plan = _PLANS.get(sig)
     if plan is None:

@@ -63,6 +63,19 @@ def call_signature(tensors: tuple, options: tuple):
 
 
 
+def check_no_grad(*named) -> None:
+    """The library is forward-only: with grad mode on, an input that requires grad would silently lose its
+    gradient, so the call raises instead (wrap inference in ``torch.no_grad()`` / ``torch.inference_mode()``, or
+    ``detach()`` the inputs)."""
+    if torch.is_grad_enabled():
+        wanting = [name for name, t in named if getattr(t, "requires_grad", False)]
+        if wanting:
+            raise RuntimeError(
+                f"cute_attention is forward-only (no backward yet), but {', '.join(wanting)} "
+                f"require{'s' if len(wanting) == 1 else ''} grad with grad mode on; call it under torch.no_grad() or "
+                f"torch.inference_mode(), or detach() the inputs")
+
+
 def strides_ok(t: torch.Tensor) -> bool:
     """The stride part of the layout compiled kernels assume (see :mod:`cute_attention.host.compile_cache`)."""
     if t.stride(-1) != 1:

@@ -11,11 +11,11 @@ lengths on the host unless asked (``check_lengths``), so a decode step is launch
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import torch
 
+from cute_attention.api import ops
 from cute_attention.api.attention import LaunchPlan
 from cute_attention.api.checks import (
     MAX_GRID_YZ,
@@ -24,6 +24,7 @@ from cute_attention.api.checks import (
     aligned,
     call_signature,
     check_device,
+    check_no_grad,
     check_options,
     check_strides,
     check_tensor,
@@ -36,7 +37,7 @@ from cute_attention.host.registry import DEFAULT_CONFIG, AttnDesc
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
 from cute_attention.kernels.split_reduce import ReduceParams
-from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
+from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant, with_kv_cache
 from cute_attention.kv import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 
 _PLANS = PlanCache()
@@ -73,6 +74,10 @@ def attention_with_kvcache(
     appended tokens past it are dropped. ``check_lengths=True`` reads them on the host first (one
     synchronization) and raises ``ValueError`` instead. Returns ``out`` or ``(out, lse)``.
     """
+    check_no_grad(("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("k", k), ("v", v))
+    if torch.compiler.is_compiling():
+        return ops.traced_kvcache(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal,
+                                  window_size, num_splits, return_lse, out, variant, check_lengths)
     sig = call_signature((q, k_cache, v_cache, cache_seqlens, block_table, k, v, out),
                          (softmax_scale, causal, window_size, num_splits, return_lse, variant, check_lengths))
     plan = _PLANS.get(sig)
@@ -171,7 +176,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
                     block_size)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
-    variant = _with_cache(base, cache)
+    variant = with_kv_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     params = AttentionParams(variant, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,
                              window_left=max(left, 0), window_right=max(right, 0))
@@ -231,9 +236,3 @@ class KVCachePlan(LaunchPlan):
             out = torch.empty_like(q)
         return launcher.run(self.kernel, self.params, self.reduce, q, k_cache, v_cache, out, self.lse_shape,
                             block_table, seqlens_k)
-
-
-@functools.lru_cache(maxsize=256)
-def _with_cache(base: Variant, cache) -> Variant:
-    """``base`` with its KV cache layout swapped (built once per pair: the variant is part of compile keys)."""
-    return dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)

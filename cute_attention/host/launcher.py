@@ -66,25 +66,27 @@ def launch(kernel: CompiledKernel, device, args: tuple) -> None:
 
 
 def launch_split(kernel: CompiledKernel, params: AttentionParams, reduce: CompiledKernel, q, k, v, out, lse,
-                 block_table=None, seqlens_k=None) -> None:
+                 block_table=None, seqlens_k=None, varlen=None) -> None:
     """Split-K: the attention kernel writes fp32 partial O and LSE per split, the reduction kernel merges
-    them into ``out`` (and ``lse`` if given)."""
+    them into ``out`` (and ``lse`` if given). A varlen batch (``q`` ``(1, total_q, h, d)``) reduces as one
+    sequence of ``total_q`` rows."""
     b, sq, h, d = q.shape
     o_part = torch.empty((params.num_splits, b, sq, h, d), dtype=torch.float32, device=q.device)
     lse_part = torch.empty((params.num_splits, b, h, sq), dtype=torch.float32, device=q.device)
-    launch(kernel, q.device, params.launch_args(q, k, v, o_part, lse_part, block_table, seqlens_k))
+    launch(kernel, q.device, params.launch_args(q, k, v, o_part, lse_part, block_table, seqlens_k, varlen))
     launch(reduce, out.device, ReduceParams.launch_args(o_part, lse_part, out, lse))
 
 
 def run(kernel: CompiledKernel, params: AttentionParams, reduce: CompiledKernel | None, q, k, v, out, lse_shape,
-        block_table=None, seqlens_k=None):
+        block_table=None, seqlens_k=None, varlen=None):
     """One attention call: the LSE tensor when ``lse_shape`` asks for it, then one pass (``reduce`` None) or
-    split-K and the reduction. Returns ``out`` or ``(out, lse)``."""
+    split-K and the reduction. ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch.
+    Returns ``out`` or ``(out, lse)``."""
     lse = None if lse_shape is None else torch.empty(lse_shape, dtype=torch.float32, device=q.device)
     if reduce is None:
-        launch(kernel, q.device, params.launch_args(q, k, v, out, lse, block_table, seqlens_k))
+        launch(kernel, q.device, params.launch_args(q, k, v, out, lse, block_table, seqlens_k, varlen))
     else:
-        launch_split(kernel, params, reduce, q, k, v, out, lse, block_table, seqlens_k)
+        launch_split(kernel, params, reduce, q, k, v, out, lse, block_table, seqlens_k, varlen)
     return out if lse is None else (out, lse)
 
 

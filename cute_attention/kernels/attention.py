@@ -76,6 +76,10 @@ class AttentionArgs(NamedTuple):
     scale_log2: Float32  # softmax_scale · log2(e): scores stay raw, P = exp2(S·scale_log2 − M·scale_log2)
     window_left: Int32  # sliding-window bounds (used when the mask spec has them)
     window_right: Int32
+    # varlen: sequences packed along one token axis (mQ/mK/mV/mO: (1, total, heads, d); mLSE: (1, nheads, total_q))
+    mCuSeqlensQ: cute.Tensor | None = None  # (batch + 1,) int32 first row of each sequence, then the total
+    mCuSeqlensK: cute.Tensor | None = None
+    max_seqlen_q: Int32 | None = None  # sizes the grid's query tiles
 
 
 def fp32(x: float) -> float:
@@ -95,6 +99,7 @@ class AttentionParams(KernelRecord):
     with_lse: bool = False
     split_kv: bool = False  # write fp32 partial O + LSE per KV split (for the reduction kernel)
     q_ops: tuple[RowOp, ...] = ()  # the prologue slot's ops on Q (none registered yet)
+    varlen: bool = False  # ragged batch: packed sequences delimited by cu_seqlens (:mod:`cute_attention.kv.ragged`)
     softmax_scale: float = runtime(1.0)
     window_left: int = runtime(0)  # -1 (unbounded) is passed as 0: the mask spec says which bounds exist
     window_right: int = runtime(0)
@@ -106,7 +111,12 @@ class AttentionParams(KernelRecord):
 
     @property
     def label(self) -> str:
-        return f"{self.variant.name} ({self.dtype}, d{self.head_dim})"
+        mask = {(False, False): "", (False, True): ", causal", (True, True): ", window", (True, False): ", left window"}
+        flags = mask[(self.mask.has_left, self.mask.has_right)] + (", LSE" if self.with_lse else "")
+        flags += ", split-K" if self.split_kv else ""
+        flags += f", {len(self.q_ops)} Q ops" if self.q_ops else ""
+        flags += ", varlen" if self.varlen else ""
+        return f"{self.variant.name} ({self.dtype}, d{self.head_dim}{flags})"
 
     @functools.cached_property
     def scale_log2(self) -> float:
@@ -131,13 +141,18 @@ class AttentionParams(KernelRecord):
             scale_log2=Float32(1.0),
             window_left=Int32(0),
             window_right=Int32(0),
+            mCuSeqlensQ=fake_int32(1) if self.varlen else None,
+            mCuSeqlensK=fake_int32(1) if self.varlen else None,
+            max_seqlen_q=Int32(1) if self.varlen else None,
         )
         return args, Int32(1)
 
-    def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None) -> tuple:
-        """One launch's arguments: ``out``/``lse`` are the result, or with ``split_kv`` the fp32 partials."""
+    def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None, varlen=None) -> tuple:
+        """One launch's arguments: ``out``/``lse`` are the result, or with ``split_kv`` the fp32 partials;
+        ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch."""
+        cu_q, cu_k, max_q = varlen if varlen is not None else (None, None, None)
         return (AttentionArgs(q, k, v, out, lse, block_table, seqlens_k, self.scale_log2, self.window_left,
-                              self.window_right), self.num_splits)
+                              self.window_right, cu_q, cu_k, max_q), self.num_splits)
 
 
 class AttentionKernel:
@@ -151,6 +166,7 @@ class AttentionKernel:
         self.head_dim = params.head_dim
         self.mask = params.mask
         self.split_kv = params.split_kv
+        self.varlen = params.varlen
         self.pdl = params.split_kv and has_pdl(target)
         self.pack_gqa = variant.pack_gqa
         self.impl = variant.impl.build(self.dtype, self.head_dim)
@@ -206,24 +222,36 @@ class AttentionKernel:
         ``split_kv``). With ``pack_gqa`` the grid runs over KV heads and each query tile holds ``tile_m`` packed
         (token, head) rows."""
         mQ, mK = args.mQ, args.mK
-        num_q_tiles, grid_heads = query_grid(mQ.shape[1], mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
-        grid = self.cta_map.grid(num_q_tiles, grid_heads, mQ.shape[0], num_splits)
+        seqlen_q, batch = mQ.shape[1], mQ.shape[0]
+        if cutlass.const_expr(self.varlen):
+            # a tile per max_seqlen_q rows of every sequence; CTAs past a sequence's end exit at once
+            seqlen_q, batch = args.max_seqlen_q, args.mCuSeqlensQ.shape[0] - 1
+        num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
+        grid = self.cta_map.grid(num_q_tiles, grid_heads, batch, num_splits)
         self.kernel(args, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl)
 
     # ---- device side ----
     @cute.kernel
     def kernel(self, args: AttentionArgs, num_q_tiles: Int32, num_splits: Int32):
-        impl = self.impl
         if cutlass.const_expr(self.pdl):
             # every global read and write waits for the previous kernel (it may write K/V, or still read a
             # buffer this call reuses); the reduction's CTAs may be staged from here on
             cute.arch.griddepcontrol_wait()
             cute.arch.griddepcontrol_launch_dependents()
         tidx, _, _ = cute.arch.thread_idx()
-        work = locate_work(self.cta_map, self.kv_cache, args.mQ, args.mK, args.mO, args.mPageTable, args.mSeqlensK,
-                           args.window_left, args.window_right, num_q_tiles, num_splits, self.tile_m, self.tile_n,
-                           self.head_dim, self.mask, self.pack_gqa, self.split_kv)
+        work = locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
+                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen)
+        if cutlass.const_expr(self.varlen):
+            if work.q_start < work.rows_q:  # the grid is sized for the longest sequence
+                self.body(args, work, tidx)
+        else:
+            self.body(args, work, tidx)
+
+    @cute.jit
+    def body(self, args: AttentionArgs, work, tidx):
+        """Prologue, mainloop and epilogue of one CTA's :class:`~cute_attention.kernels.tile_work.TileWork`."""
+        impl = self.impl
 
         # ---- shared memory ----
         storage = SmemAllocator().allocate(self.storage)
@@ -243,7 +271,7 @@ class AttentionKernel:
         # (tile_m, head_dim), or PackGQA's row source
         gQ = work.q_rows
         if cutlass.const_expr(not self.pack_gqa):
-            gQ = cute.local_tile(args.mQ[work.batch, None, work.head, None], (self.tile_m, self.head_dim),
+            gQ = cute.local_tile(work.mQ[work.batch, None, work.head, None], (self.tile_m, self.head_dim),
                                  (work.q_tile, 0))
         rows = QRows(work.q_start, work.rows_q, work.seqlen_q, work.seqlen_k, work.group, work.head, work.batch)
         self.prologue.load_q(self.mainloop, tidx, gQ, sQ, rows, self.dtype, self.tile_m, self.head_dim,
@@ -259,8 +287,8 @@ class AttentionKernel:
         softmax = impl.make_softmax(args.scale_log2, acc_O)
         kv_it = self.mainloop.gmem_iterator(self.dtype, self.tile_n, self.head_dim, self.threads)
         # (tile_n, head_dim, tiles), or a paged cache's row source
-        gK = self.kv_cache.tiles(args.mK, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
-        gV = self.kv_cache.tiles(args.mV, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
+        gK = self.kv_cache.tiles(work.mK, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
+        gV = self.kv_cache.tiles(work.mV, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
         k_part = kv_it.partition(tidx, gK, sKV, src_rows=self.kv_cache.paged)
         v_part = kv_it.partition(tidx, gV, sKV, src_rows=self.kv_cache.paged)
         mainloop_args = MainloopArgs(
@@ -274,4 +302,4 @@ class AttentionKernel:
 
         # ---- epilogue (the warp merge reuses the drained K/V ring) ----
         lse = self.epilogue.normalize(st, softmax, acc_O, ptr_kv)
-        self.epilogue.write(tidx, st, acc_O, lse, sQ, args.mO, args.mLSE, work)
+        self.epilogue.write(tidx, st, acc_O, lse, sQ, work.mO, work.mLSE, work)

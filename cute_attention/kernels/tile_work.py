@@ -16,6 +16,7 @@ import cutlass.cute as cute
 
 from cute_attention.core.index_math import TileSchedule, kv_tile_schedule, split_schedule
 from cute_attention.kv.pack_gqa import PackedRows
+from cute_attention.kv.ragged import ragged_views
 
 
 @dataclass(frozen=True)
@@ -35,20 +36,33 @@ class TileWork:
     q_rows: PackedRows | None  # PackGQA: the row sources of Q and O (None: a tile of one head)
     o_rows: PackedRows | None
     sched: TileSchedule  # the KV tiles this CTA walks, in three phases
+    # the tensors as this CTA indexes them ([batch, row, head, ...]): the arguments, or with varlen views rebased
+    # onto this sequence's rows (:mod:`cute_attention.kv.ragged`)
+    mQ: Any
+    mK: Any
+    mV: Any
+    mO: Any
+    mLSE: Any
 
 
 @cute.jit
-def locate_work(cta_map, kv_cache, mQ: cute.Tensor, mK: cute.Tensor, mO: cute.Tensor, mPageTable, mSeqlensK,
-                window_left, window_right, num_q_tiles, num_splits, tile_m: cutlass.Constexpr,
+def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlass.Constexpr,
                 tile_n: cutlass.Constexpr, head_dim: cutlass.Constexpr, mask: cutlass.Constexpr,
-                pack_gqa: cutlass.Constexpr, split_kv: cutlass.Constexpr) -> TileWork:
-    """This CTA's :class:`TileWork` (``mO`` is the output; with ``split_kv`` the fp32 partials, never packed)."""
+                pack_gqa: cutlass.Constexpr, split_kv: cutlass.Constexpr, varlen: cutlass.Constexpr) -> TileWork:
+    """This CTA's :class:`TileWork` from the kernel's :class:`~cute_attention.kernels.attention.AttentionArgs`
+    (``args.mO`` is the output; with ``split_kv`` the fp32 partials, never packed; with ``varlen`` sequences are
+    packed along one token axis and delimited by ``args.mCuSeqlensQ`` / ``mCuSeqlensK``)."""
     q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv)
+    mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     seqlen_q = mQ.shape[1]
     seqlen_k = mK.shape[1]
+    if cutlass.const_expr(varlen):
+        views = ragged_views(mQ, mK, mV, mO, mLSE, args.mCuSeqlensQ, args.mCuSeqlensK, batch, split_kv)
+        mQ, mK, mV, mO, mLSE = views.mQ, views.mK, views.mV, views.mO, views.mLSE
+        seqlen_q, seqlen_k = views.seqlen_q, views.seqlen_k
     if cutlass.const_expr(kv_cache.seqlens):
         # lengths come from the device unchecked: clamp to the cache's capacity so no read leaves it
-        seqlen_k = cutlass.max(cutlass.min(mSeqlensK[batch], kv_cache.capacity(mK, mPageTable)), 0)
+        seqlen_k = cutlass.max(cutlass.min(args.mSeqlensK[batch], kv_cache.capacity(mK, args.mPageTable)), 0)
     kv_head = head  # PackGQA: the grid runs over KV heads
     if cutlass.const_expr(not pack_gqa):
         kv_head = head // (mQ.shape[2] // mK.shape[2])
@@ -62,10 +76,10 @@ def locate_work(cta_map, kv_cache, mQ: cute.Tensor, mK: cute.Tensor, mO: cute.Te
         q_rows = PackedRows(mQ[batch, None, None, None], q_start, group, head * group, tile_m, head_dim)
         if cutlass.const_expr(not split_kv):
             o_rows = PackedRows(mO[batch, None, None, None], q_start, group, head * group, tile_m, head_dim)
-    sched = kv_tile_schedule(q_start, tile_m, tile_n, seqlen_q, seqlen_k, window_left, window_right,
+    sched = kv_tile_schedule(q_start, tile_m, tile_n, seqlen_q, seqlen_k, args.window_left, args.window_right,
                              mask.has_left, mask.has_right, group)
     if cutlass.const_expr(split_kv):
         sched = split_schedule(sched, split, num_splits)
     return TileWork(q_tile=q_tile, head=head, batch=batch, split=split, kv_head=kv_head, q_start=q_start,
                     seqlen_q=seqlen_q, seqlen_k=seqlen_k, rows_q=rows_q, group=group, q_rows=q_rows, o_rows=o_rows,
-                    sched=sched)
+                    sched=sched, mQ=mQ, mK=mK, mV=mV, mO=mO, mLSE=mLSE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 from cute_attention.core.contracts import CtaMap, ImplRecipe, KVCacheLayout, MainloopStrategy
@@ -40,3 +42,10 @@ class Variant:
         return (f"{self.config}: {self.impl.describe()}; {self.mainloop.describe()}; {self.kv_cache.name} KV"
                 + (f"; ptxas {self.ptxas_options}" if self.ptxas_options else "")
                 + ("; query heads packed into M" if self.pack_gqa else ""))
+
+
+@functools.lru_cache(maxsize=256)
+def with_kv_cache(base: Variant, cache: KVCacheLayout) -> Variant:
+    """``base`` reading K/V through ``cache`` (named ``base+cache``; built once per pair, it is part of compile
+    keys)."""
+    return dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)

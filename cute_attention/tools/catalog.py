@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 
 from cute_attention.core.masks import MaskSpec
-from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.host.compile_cache import CACHE, CompileKey
 from cute_attention.host.registry import REGISTRY
 from cute_attention.kernels.attention import AttentionParams
+from cute_attention.tools.progress import Progress
 from cute_attention.tools.sass import inspect_cubin
 
 SASS_COLUMNS = ("HMMA", "HGMMA", "FFMA", "LDGSTS", "LDSM", "LDS", "LDG", "STS", "LDL", "STL")
@@ -85,9 +85,9 @@ def sass_violations(key: CompileKey, stats) -> list[str]:
 
 
 def compile_entry(key: CompileKey) -> tuple[CatalogEntry, object]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # the DSL ignores its optimization warnings by default
-        compiled = compile_key(key)
+    """Compile ``key`` (or load it from the on-disk cache, which keeps its compile time and warnings) and inspect
+    its SASS."""
+    compiled = CACHE.get(key)
     stats = inspect_cubin(compiled.cubin)
     params = key.params
     entry = CatalogEntry(
@@ -105,7 +105,7 @@ def compile_entry(key: CompileKey) -> tuple[CatalogEntry, object]:
         sass={op: stats.count(op) for op in SASS_COLUMNS},
         mma_forms=stats.variants("HMMA") + stats.variants("HGMMA"),
         sass_violations=sass_violations(key, stats),
-        compile_warnings=sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+        compile_warnings=list(compiled.warnings),
     )
     return entry, compiled
 
@@ -159,12 +159,14 @@ def run(target: str, dtype: str = "bfloat16", gpu: bool = False, json_path: str 
         variants=None) -> list[CatalogEntry]:
     entries = []
     start = time.perf_counter()
-    for key in catalog_keys(target, dtype, variants):
-        entry, _ = compile_entry(key)
+    keys = list(catalog_keys(target, dtype, variants))
+    progress = Progress(len(keys), "catalog")
+    for key in keys:
+        entry, compiled = compile_entry(key)
         if gpu:
             check_and_time(entry, key)
         entries.append(entry)
-        print(f"  compiled {entry.variant} d={entry.head_dim} in {entry.compile_seconds:.1f}s", flush=True)
+        progress.step(f"{entry.variant} d={entry.head_dim}" + (" (cached)" if compiled.from_disk else ""))
     print(format_table(entries))
     print(f"{len(entries)} kernels in {time.perf_counter() - start:.0f}s")
     if json_path:

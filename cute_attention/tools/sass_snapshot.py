@@ -22,7 +22,7 @@ import time
 
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host import registry as R
-from cute_attention.host.compile_cache import CompileKey, compile_key
+from cute_attention.host.compile_cache import CACHE, CompileKey
 from cute_attention.host.cubin import register_counts
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
@@ -95,7 +95,7 @@ def snapshot(target: str, progress: bool = True) -> dict:
     out = {}
     start = time.perf_counter()
     for key in snapshot_keys(target):
-        compiled = compile_key(key)
+        compiled = CACHE.get(key)
         ins = instructions(disassemble(compiled.cubin))
         out[build_id(key)] = dict(sha=hashlib.sha256("\n".join(ins).encode()).hexdigest(), n=len(ins),
                                   regs=max(register_counts(compiled.cubin)), smem=compiled.smem_bytes,
