@@ -193,3 +193,42 @@ def test_cache_batch_idx_becomes_a_block_table():
         _rows_as_pages(torch.randn(2, 40, h, d), torch.randn(2, 40, h, d), idx[:2], None, q[:2])
     with pytest.raises(TypeError, match="cache_batch_idx must be int32"):
         _rows_as_pages(kc, kc, idx.long(), None, q)
+
+
+def _ragged_search(t: int, tiles: list[int]) -> tuple[int, int]:
+    """The RaggedCtaMap's search on Python ints, chunk by chunk as its warps run it (inclusive prefix sums of 32
+    tile counts, a count of the sequences that end at or before tile ``t``)."""
+    batch, start = len(tiles), 0
+    for base in range(0, batch, 32):
+        chunk = [tiles[b] if b < batch else 0 for b in range(base, base + 32)]
+        ends = [start + sum(chunk[: i + 1]) for i in range(32)]
+        before = sum(e <= t for e in ends)
+        if before < 32:
+            return base + before, t - (ends[before] - chunk[before])
+        start = ends[31]
+    return batch - 1, t
+
+
+def test_ragged_cta_map_search_covers_every_tile_once():
+    """Every (sequence, tile) of random ragged batches (zero lengths, > 32 sequences) is reached by exactly one
+    flattened index below the grid's bound; the indices past the last tile land past the last sequence's end."""
+    from cute_attention.kernels.cta_map import ragged_query_grid
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        batch = int(torch.randint(1, 100, (1,), generator=gen))
+        lens = torch.randint(0, 300, (batch,), generator=gen)
+        lens[torch.rand(batch, generator=gen) < 0.2] = 0
+        tile_m, group = (128, 1) if trial % 2 else (16, 4)
+        tiles = [-(-int(n) * group // tile_m) for n in lens]
+        bound, _ = ragged_query_grid(int(lens.sum()), batch, 4 * group, 4, tile_m, group > 1)
+        assert bound >= sum(tiles)
+        seen = set()
+        for t in range(bound):
+            b, tile = _ragged_search(t, tiles)
+            if t < sum(tiles):
+                assert 0 <= tile < tiles[b] and (b, tile) not in seen
+                seen.add((b, tile))
+            else:
+                assert b == batch - 1 and tile >= tiles[b]
+        assert len(seen) == sum(tiles)
