@@ -2,9 +2,8 @@
 
 Sequences are packed along one token axis: q ``(total_q, nheads, d)``, k/v ``(total_k, nheads_kv, d)``, sequence
 ``b`` owning rows ``cu_seqlens_q[b] .. cu_seqlens_q[b + 1]`` of q (and likewise of k/v). The kernel is the
-attention kernel object with its varlen flag (:mod:`cute_attention.kv.ragged`): the grid runs over the sequences'
-query tiles (:class:`~cute_attention.kernels.cta_map.RaggedCtaMap`) and every CTA rebases the packed tensors onto its
-sequence's rows.
+attention kernel object with its varlen flag (:mod:`cute_attention.kv.ragged`): every CTA rebases the packed
+tensors onto its sequence's rows, the grid is sized by ``max_seqlen_q`` and CTAs past a sequence's end exit.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from cute_attention.core.masks import MaskSpec
 from cute_attention.host import launcher
 from cute_attention.host.registry import AttnDesc
 from cute_attention.kernels.attention import AttentionParams
-from cute_attention.kernels.cta_map import ragged_query_grid
 from cute_attention.kernels.split_reduce import ReduceParams
 from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
 
@@ -63,8 +61,7 @@ def attention_varlen(
 
     q: ``(total_q, nheads, d)``; k, v: ``(total_k, nheads_kv, d)``; ``cu_seqlens_q`` / ``cu_seqlens_k``:
     ``(batch + 1,)`` int32, starting at 0, non-decreasing, ending at ``total_q`` / ``total_k``; ``max_seqlen_q`` /
-    ``max_seqlen_k``: at least the longest sequence (they pick the kernel variant; the grid runs over the sequences'
-    query tiles). Zero-length sequences
+    ``max_seqlen_k``: at least the longest sequence (the grid is sized by ``max_seqlen_q``). Zero-length sequences
     are allowed (a query with no keys gives 0 and LSE ``-inf``). Masks align bottom-right within each sequence
     (see :func:`~cute_attention.attention`). ``check_seqlens`` reads the offsets on the host (one synchronization;
     skipped while a CUDA graph is being captured) and raises ``ValueError`` when they break those rules. Returns
@@ -164,7 +161,7 @@ def _plan(q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal
     if num_splits != 1:
         split = dataclasses.replace(params, with_lse=True, split_kv=True)
         if num_splits == 0:
-            ctas = math.prod(ragged_query_grid(total_q, batch, nheads, nheads_kv, chosen.impl.tile_m, chosen.pack_gqa))
+            ctas = launcher.unsplit_ctas(chosen, batch, max_seqlen_q, nheads, nheads_kv)
             kv_tiles = math.ceil(max(max_seqlen_k, 1) / chosen.impl.tile_n)
             num_splits = launcher.choose_splits(launcher.compiled(split), ctas, kv_tiles, q.device.index,
                                                 launcher.PREFILL_WAVE_CAP)
@@ -223,5 +220,5 @@ class VarlenPlan:
         q4, k4, v4 = (aligned(t, c).unsqueeze(0) for t, c in ((q, cq), (k, ck), (v, cv)))
         lse_shape = (1, q.shape[1], q.shape[0]) if self.return_lse else None
         result = launcher.run(self.kernel, self.params, self.reduce, q4, k4, v4, out.unsqueeze(0), lse_shape,
-                              varlen=(cu_q, cu_k))
+                              varlen=(cu_q, cu_k, self.max_seqlen_q))
         return (out, result[1][0]) if self.return_lse else out

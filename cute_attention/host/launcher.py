@@ -80,7 +80,7 @@ def launch_split(kernel: CompiledKernel, params: AttentionParams, reduce: Compil
 def run(kernel: CompiledKernel, params: AttentionParams, reduce: CompiledKernel | None, q, k, v, out, lse_shape,
         block_table=None, seqlens_k=None, varlen=None):
     """One attention call: the LSE tensor when ``lse_shape`` asks for it, then one pass (``reduce`` None) or
-    split-K and the reduction. ``varlen``: ``(cu_seqlens_q, cu_seqlens_k)`` of a ragged batch.
+    split-K and the reduction. ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch.
     Returns ``out`` or ``(out, lse)``."""
     lse = None if lse_shape is None else torch.empty(lse_shape, dtype=torch.float32, device=q.device)
     if reduce is None:

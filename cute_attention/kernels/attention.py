@@ -55,7 +55,7 @@ from cute_attention.kernels.abi import (
     fake_partial_o,
     runtime,
 )
-from cute_attention.kernels.cta_map import RaggedCtaMap, query_grid, ragged_query_grid
+from cute_attention.kernels.cta_map import query_grid
 from cute_attention.kernels.epilogue import AttentionEpilogue
 from cute_attention.kernels.prologue import Prologue, QRows
 from cute_attention.kernels.shared_storage import SmemPart, SmemUnion, make_storage, storage_bytes
@@ -76,10 +76,10 @@ class AttentionArgs(NamedTuple):
     scale_log2: Float32  # softmax_scale · log2(e): scores stay raw, P = exp2(S·scale_log2 − M·scale_log2)
     window_left: Int32  # sliding-window bounds (used when the mask spec has them)
     window_right: Int32
-    # varlen: sequences packed along one token axis (mQ/mK/mV/mO: (1, total, heads, d); mLSE: (1, nheads, total_q));
-    # the grid runs over their query tiles (RaggedCtaMap)
+    # varlen: sequences packed along one token axis (mQ/mK/mV/mO: (1, total, heads, d); mLSE: (1, nheads, total_q))
     mCuSeqlensQ: cute.Tensor | None = None  # (batch + 1,) int32 first row of each sequence, then the total
     mCuSeqlensK: cute.Tensor | None = None
+    max_seqlen_q: Int32 | None = None  # sizes the grid's query tiles
 
 
 def fp32(x: float) -> float:
@@ -143,15 +143,16 @@ class AttentionParams(KernelRecord):
             window_right=Int32(0),
             mCuSeqlensQ=fake_int32(1) if self.varlen else None,
             mCuSeqlensK=fake_int32(1) if self.varlen else None,
+            max_seqlen_q=Int32(1) if self.varlen else None,
         )
         return args, Int32(1)
 
     def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None, varlen=None) -> tuple:
         """One launch's arguments: ``out``/``lse`` are the result, or with ``split_kv`` the fp32 partials;
-        ``varlen``: ``(cu_seqlens_q, cu_seqlens_k)`` of a ragged batch."""
-        cu_q, cu_k = varlen if varlen is not None else (None, None)
+        ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch."""
+        cu_q, cu_k, max_q = varlen if varlen is not None else (None, None, None)
         return (AttentionArgs(q, k, v, out, lse, block_table, seqlens_k, self.scale_log2, self.window_left,
-                              self.window_right, cu_q, cu_k), self.num_splits)
+                              self.window_right, cu_q, cu_k, max_q), self.num_splits)
 
 
 class AttentionKernel:
@@ -221,15 +222,12 @@ class AttentionKernel:
         ``split_kv``). With ``pack_gqa`` the grid runs over KV heads and each query tile holds ``tile_m`` packed
         (token, head) rows."""
         mQ, mK = args.mQ, args.mK
+        seqlen_q, batch = mQ.shape[1], mQ.shape[0]
         if cutlass.const_expr(self.varlen):
-            # the packed sequences' query tiles, flattened (an upper bound; the few CTAs past the last exit)
-            batch = args.mCuSeqlensQ.shape[0] - 1
-            num_q_tiles, grid_heads = ragged_query_grid(mQ.shape[1], batch, mQ.shape[2], mK.shape[2], self.tile_m,
-                                                        self.pack_gqa)
-            grid = RaggedCtaMap.grid(num_q_tiles, grid_heads, batch, num_splits)
-        else:
-            num_q_tiles, grid_heads = query_grid(mQ.shape[1], mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
-            grid = self.cta_map.grid(num_q_tiles, grid_heads, mQ.shape[0], num_splits)
+            # a tile per max_seqlen_q rows of every sequence; CTAs past a sequence's end exit at once
+            seqlen_q, batch = args.max_seqlen_q, args.mCuSeqlensQ.shape[0] - 1
+        num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
+        grid = self.cta_map.grid(num_q_tiles, grid_heads, batch, num_splits)
         self.kernel(args, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl)
 
@@ -245,7 +243,7 @@ class AttentionKernel:
         work = locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
                            self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen)
         if cutlass.const_expr(self.varlen):
-            if work.q_start < work.rows_q:  # the grid's tile count is an upper bound
+            if work.q_start < work.rows_q:  # the grid is sized for the longest sequence
                 self.body(args, work, tidx)
         else:
             self.body(args, work, tidx)

@@ -15,7 +15,6 @@ import cutlass
 import cutlass.cute as cute
 
 from cute_attention.core.index_math import TileSchedule, kv_tile_schedule, split_schedule
-from cute_attention.kernels.cta_map import RaggedCtaMap
 from cute_attention.kv.pack_gqa import PackedRows
 from cute_attention.kv.ragged import ragged_views
 
@@ -53,14 +52,8 @@ def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlas
     """This CTA's :class:`TileWork` from the kernel's :class:`~cute_attention.kernels.attention.AttentionArgs`
     (``args.mO`` is the output; with ``split_kv`` the fp32 partials, never packed; with ``varlen`` sequences are
     packed along one token axis and delimited by ``args.mCuSeqlensQ`` / ``mCuSeqlensK``)."""
-    mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
-    if cutlass.const_expr(varlen):
-        # the grid runs over the packed sequences' query tiles (a flattened, compact index)
-        rows_per_token = 1
-        if cutlass.const_expr(pack_gqa):
-            rows_per_token = mQ.shape[2] // mK.shape[2]
-        cta_map = RaggedCtaMap(args.mCuSeqlensQ, rows_per_token, tile_m, mask.has_right)
     q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv)
+    mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     seqlen_q = mQ.shape[1]
     seqlen_k = mK.shape[1]
     if cutlass.const_expr(varlen):
