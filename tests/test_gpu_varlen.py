@@ -131,3 +131,20 @@ def test_bad_offsets_raise_before_launch(bad):
     with pytest.raises(error, match="cu_seqlens|max_seqlen"):
         attention_varlen(q, k, v, cu_q, cu_k, max_q, 30, out=out)
     assert torch.isnan(out).all(), "a refused call wrote its output"
+
+
+@pytest.mark.parametrize("h,hkv", [(8, 8), (16, 2)], ids=["mha", "gqa8"])
+def test_varlen_many_sequences(h, hkv):
+    """75 short-to-medium sequences with runs of zero lengths, decode-like and prefill-like rows (GQA 8 packs
+    heads), causal and not, split-K."""
+    gen = torch.Generator().manual_seed(h)
+    lens_q = torch.randint(0, 40, (75,), generator=gen).tolist()
+    lens_q[31:34] = [0, 0, 0]
+    lens_q[63:65] = [129, 0]
+    lens_k = [n + int(x) for n, x in zip(lens_q, torch.randint(0, 300, (75,), generator=gen).tolist())]
+    q, k, v, cu_q, cu_k = make_batch(lens_q, lens_k, h, hkv, 64, torch.bfloat16)
+    for causal, splits in ((True, 1), (False, 3)):
+        out = torch.full_like(q, POISON)
+        _, lse = attention_varlen(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=causal, return_lse=True,
+                                  out=out, num_splits=splits)
+        check_batch(out, lse, q, k, v, lens_q, lens_k, causal, (-1, -1))
