@@ -79,6 +79,7 @@ def test_precompile_fills_the_cache_then_finds_it(tmp_path, monkeypatch, capsys)
     """One key: compiled by the first run, already cached for the second, listed by ``cache``; a new process loads
     it instead of compiling."""
     monkeypatch.setenv("CUTE_ATTENTION_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CUTE_ATTENTION_CACHE", "1")  # the suite may run with the cache off
     argv = ["precompile", "--target", "sm_80", "--variant", "sm80_m64n64_s2", "--head-dim", "64", "--dtype",
             "float16", "--mask", "causal", "--lse", "no", "--no-split", "-j", "1"]
     code, text = run_main(argv, monkeypatch, capsys)
@@ -94,7 +95,7 @@ def test_precompile_fills_the_cache_then_finds_it(tmp_path, monkeypatch, capsys)
              "k = CompileKey.of(AttentionParams(SM80_M64N64, 'float16', 64, MaskSpec(False, True)), 'sm_80');"
              "print(CACHE.get(k).from_disk)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          env=dict(os.environ, CUTE_ATTENTION_CACHE_DIR=str(tmp_path)))
+                          env=dict(os.environ, CUTE_ATTENTION_CACHE_DIR=str(tmp_path), CUTE_ATTENTION_CACHE="1"))
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
     code, text = run_main(["cache", "--clear"], monkeypatch, capsys)
     assert code == 0 and "removed 1 fingerprint directory" in text and not any(tmp_path.iterdir())
