@@ -7,7 +7,6 @@ tensor first. ``out`` is never copied: it must meet those rules or the call rais
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -15,15 +14,15 @@ import torch
 from cute_attention.api import ops
 from cute_attention.api.checks import (
     MAX_GRID_YZ,
-    TORCH_DTYPES,
     PlanCache,
     aligned,
     call_signature,
     check_device,
     check_no_grad,
     check_options,
+    check_out,
+    check_qkv,
     check_strides,
-    check_tensor,
     resolve_variant,
     strides_ok,
 )
@@ -31,8 +30,7 @@ from cute_attention.core.masks import MaskSpec
 from cute_attention.host import launcher
 from cute_attention.host.registry import AttnDesc
 from cute_attention.kernels.attention import AttentionParams
-from cute_attention.kernels.split_reduce import ReduceParams
-from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
+from cute_attention.kernels.variant import Variant
 
 _PLANS = PlanCache()
 
@@ -82,37 +80,16 @@ def attention(
 def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant, config, num_splits) -> LaunchPlan:
     """Validate one call signature (no tensor data involved) and choose its kernel."""
 
-    check_tensor("q", q, 4)
-    check_tensor("k", k, 4)
-    check_tensor("v", v, 4)
-    dtype = TORCH_DTYPES.get(q.dtype)
-    if dtype is None:
-        raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
-    for name, t in (("k", k), ("v", v)):
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
-    batch, seqlen_q, nheads, head_dim = q.shape
-    _, seqlen_k, nheads_kv, _ = k.shape
-    if head_dim not in ALL_HEAD_DIMS:
-        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {ALL_HEAD_DIMS}")
-    if tuple(k.shape) != tuple(v.shape):
-        raise ValueError(f"k shape {tuple(k.shape)} and v shape {tuple(v.shape)} must match")
-    if k.shape[0] != batch:
-        raise ValueError(f"k batch {k.shape[0]} does not match q batch {batch}")
-    if k.shape[3] != head_dim:
-        raise ValueError(f"k head_dim {k.shape[3]} does not match q head_dim {head_dim}")
-    if nheads_kv == 0 or nheads % nheads_kv:
-        raise ValueError(f"q nheads {nheads} must be a multiple of k nheads_kv {nheads_kv}")
+    dtype, head_dim, nheads, nheads_kv = check_qkv(q, k, v, "(batch, seqlen, nheads, head_dim)")
+    batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
     if batch == 0 or nheads == 0 or seqlen_q == 0 or seqlen_k == 0:
         raise ValueError(f"empty problem: q shape {tuple(q.shape)}, k shape {tuple(k.shape)}")
     if nheads > MAX_GRID_YZ or batch > MAX_GRID_YZ:
         raise ValueError(f"nheads ({nheads}) and batch ({batch}) must be <= {MAX_GRID_YZ}")
     softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
-    if out is not None:
-        check_tensor("out", out, 4)
-        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
-            raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
-                             f"got {tuple(out.shape)} {out.dtype}")
+    check_out(out, q, "(batch, seqlen, nheads, head_dim)")
+    if batch * num_splits > MAX_GRID_YZ:
+        raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0, nheads // nheads_kv)
     chosen = resolve_variant(variant, desc, config)
@@ -126,21 +103,11 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
     lse_shape = (batch, nheads, seqlen_q) if return_lse else None
     params = AttentionParams(chosen, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,
                              window_left=max(left, 0), window_right=max(right, 0))
-    if num_splits != 1:
-        split = dataclasses.replace(params, with_lse=True, split_kv=True)
-        split_kernel = launcher.compiled(split)
-        if num_splits == 0:
-            ctas = launcher.unsplit_ctas(chosen, batch, seqlen_q, nheads, nheads_kv)
-            kv_tiles = math.ceil(seqlen_k / chosen.impl.tile_n)
-            num_splits = launcher.choose_splits(split_kernel, ctas, kv_tiles, q.device.index,
-                                                launcher.PREFILL_WAVE_CAP)
-        if batch * num_splits > MAX_GRID_YZ:
-            raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")
-        if num_splits > 1:
-            reduce = launcher.compiled(ReduceParams(dtype, head_dim, return_lse))
-            return LaunchPlan(split_kernel, dataclasses.replace(split, num_splits=num_splits), reduce, lse_shape,
-                              copies)
-    return LaunchPlan(launcher.compiled(params), params, None, lse_shape, copies)
+    kernel, params, reduce = launcher.split_plan(
+        params, num_splits, launcher.unsplit_ctas(chosen, batch, seqlen_q, nheads, nheads_kv),
+        math.ceil(seqlen_k / chosen.impl.tile_n), q.device.index, launcher.PREFILL_WAVE_CAP,
+        max_splits=max(1, MAX_GRID_YZ // batch))
+    return LaunchPlan(kernel, params, reduce, lse_shape, copies)
 
 
 class LaunchPlan:

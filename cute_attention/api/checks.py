@@ -16,7 +16,7 @@ import torch
 from cute_attention.host import launcher
 from cute_attention.host.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc
 from cute_attention.kernels.abi import STRIDE_DIVISIBILITY
-from cute_attention.kernels.variant import Variant
+from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
 
 TORCH_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 MAX_GRID_YZ = 65535
@@ -108,6 +108,43 @@ def check_device(name: str, t: torch.Tensor, ref: torch.Tensor | None) -> None:
         raise ValueError(f"{name} must be a CUDA tensor, got device {t.device}")
     if ref is not None and t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but q is on {ref.device}")
+
+
+def check_qkv(q, k, v, dims: str) -> tuple[str, int, int, int]:
+    """q, k, v of one layout (``dims``: BSHD, or the packed ``(total, nheads, head_dim)`` of varlen): tensors of that
+    rank, one 16-bit dtype, k and v alike, a supported head dim shared by all, query heads a multiple of the KV heads.
+    Returns ``(dtype name, head_dim, nheads, nheads_kv)``."""
+    ndim = dims.count(",") + 1
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t, ndim, dims)
+    dtype = TORCH_DTYPES.get(q.dtype)
+    if dtype is None:
+        raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
+    nheads, head_dim = q.shape[-2], q.shape[-1]
+    nheads_kv = k.shape[-2]
+    if head_dim not in ALL_HEAD_DIMS:
+        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {ALL_HEAD_DIMS}")
+    if tuple(k.shape) != tuple(v.shape):
+        raise ValueError(f"k shape {tuple(k.shape)} and v shape {tuple(v.shape)} must match")
+    if ndim == 4 and k.shape[0] != q.shape[0]:
+        raise ValueError(f"k batch {k.shape[0]} does not match q batch {q.shape[0]}")
+    if k.shape[-1] != head_dim:
+        raise ValueError(f"k head_dim {k.shape[-1]} does not match q head_dim {head_dim}")
+    if nheads_kv == 0 or nheads % nheads_kv:
+        raise ValueError(f"q nheads {nheads} must be a multiple of k nheads_kv {nheads_kv}")
+    return dtype, head_dim, nheads, nheads_kv
+
+
+def check_out(out, q: torch.Tensor, dims: str) -> None:
+    """An optional output tensor: the shape and dtype of ``q`` (its strides: :func:`check_strides`)."""
+    if out is not None:
+        check_tensor("out", out, q.ndim, dims)
+        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
+            raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
+                             f"got {tuple(out.shape)} {out.dtype}")
 
 
 def check_window(window_size) -> tuple[int, int]:

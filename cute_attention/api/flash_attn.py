@@ -16,7 +16,7 @@ import torch
 from cute_attention.api.attention import attention
 from cute_attention.api.kvcache import attention_with_kvcache
 from cute_attention.api.varlen import attention_varlen
-from cute_attention.kv import PAGED_BLOCK_SIZES
+from cute_attention.kv import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 
 
 def _refuse(**off) -> None:
@@ -96,8 +96,8 @@ def _seqlens(cache_seqlens, k_cache, block_table, k, q) -> torch.Tensor:
     if cache_seqlens is None:
         if k is not None:
             raise ValueError("cache_seqlens is required when k and v are appended (where would they go?)")
-        capacity = k_cache.shape[1] * (block_table.shape[1] if block_table is not None else 1)
-        return torch.full((batch,), capacity, dtype=torch.int32, device=q.device)
+        layout = PagedKVCache(k_cache.shape[1]) if block_table is not None else LinearKVCache()
+        return torch.full((batch,), layout.capacity(k_cache, block_table), dtype=torch.int32, device=q.device)
     if isinstance(cache_seqlens, bool) or not isinstance(cache_seqlens, int):
         raise TypeError(f"cache_seqlens must be an int or an int32 tensor, got {type(cache_seqlens).__name__}")
     if cache_seqlens < 0:

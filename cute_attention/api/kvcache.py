@@ -10,7 +10,6 @@ lengths on the host unless asked (``check_lengths``), so a decode step is launch
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -36,7 +35,6 @@ from cute_attention.host import launcher
 from cute_attention.host.registry import DEFAULT_CONFIG, AttnDesc
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
-from cute_attention.kernels.split_reduce import ReduceParams
 from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant, with_kv_cache
 from cute_attention.kv import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 
@@ -180,17 +178,10 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     params = AttentionParams(variant, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,
                              window_left=max(left, 0), window_right=max(right, 0))
-    split = dataclasses.replace(params, with_lse=True, split_kv=True)
-    if num_splits == 0:
-        ctas = launcher.unsplit_ctas(variant, batch, seqlen_q, nheads, nheads_kv)
-        num_splits = launcher.choose_splits(launcher.compiled(split), ctas, math.ceil(capacity / variant.impl.tile_n),
-                                            q.device.index, launcher.DECODE_WAVE_CAP, launcher.DECODE_CTAS_PER_SM)
-    num_splits = min(num_splits, max(1, MAX_GRID_YZ // batch))
-    if num_splits == 1:
-        kernel, reduce = launcher.compiled(params), None
-    else:
-        params = dataclasses.replace(split, num_splits=num_splits)
-        kernel, reduce = launcher.compiled(params), launcher.compiled(ReduceParams(dtype, head_dim, return_lse))
+    kernel, params, reduce = launcher.split_plan(
+        params, num_splits, launcher.unsplit_ctas(variant, batch, seqlen_q, nheads, nheads_kv),
+        math.ceil(capacity / variant.impl.tile_n), q.device.index, launcher.DECODE_WAVE_CAP,
+        launcher.DECODE_CTAS_PER_SM, max_splits=max(1, MAX_GRID_YZ // batch))
     append = launcher.compiled(AppendParams(dtype, head_dim, block_size if paged else 0)) if seqlen_new > 0 else None
     # which read-only inputs break the stride rule (their strides are in the signature; alignment is per call)
     copies = tuple(t is not None and not strides_ok(t) for t in (q, k, v))

@@ -8,21 +8,21 @@ tensors onto its sequence's rows, the grid is sized by ``max_seqlen_q`` and CTAs
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 
 from cute_attention.api import ops
+from cute_attention.api.attention import LaunchPlan
 from cute_attention.api.checks import (
     MAX_GRID_YZ,
-    TORCH_DTYPES,
     PlanCache,
-    aligned,
     call_signature,
     check_device,
     check_no_grad,
     check_options,
+    check_out,
+    check_qkv,
     check_strides,
     check_tensor,
     resolve_variant,
@@ -32,8 +32,7 @@ from cute_attention.core.masks import MaskSpec
 from cute_attention.host import launcher
 from cute_attention.host.registry import AttnDesc
 from cute_attention.kernels.attention import AttentionParams
-from cute_attention.kernels.split_reduce import ReduceParams
-from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
+from cute_attention.kernels.variant import Variant
 
 _PLANS = PlanCache()
 
@@ -106,25 +105,8 @@ def _check_max(name: str, value) -> int:
 def _plan(q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_size, return_lse, out,
           variant, config, num_splits, check_seqlens) -> VarlenPlan:
     """Validate one call signature (no tensor data involved) and choose its kernel."""
-    dims = "(total, nheads, head_dim)"
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        check_tensor(name, t, 3, dims)
-    dtype = TORCH_DTYPES.get(q.dtype)
-    if dtype is None:
-        raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
-    for name, t in (("k", k), ("v", v)):
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
-    total_q, nheads, head_dim = q.shape
-    total_k, nheads_kv, _ = k.shape
-    if head_dim not in ALL_HEAD_DIMS:
-        raise ValueError(f"q head_dim {head_dim} is not supported; supported: {ALL_HEAD_DIMS}")
-    if tuple(k.shape) != tuple(v.shape):
-        raise ValueError(f"k shape {tuple(k.shape)} and v shape {tuple(v.shape)} must match")
-    if k.shape[2] != head_dim:
-        raise ValueError(f"k head_dim {k.shape[2]} does not match q head_dim {head_dim}")
-    if nheads_kv == 0 or nheads % nheads_kv:
-        raise ValueError(f"q nheads {nheads} must be a multiple of k nheads_kv {nheads_kv}")
+    dtype, head_dim, nheads, nheads_kv = check_qkv(q, k, v, "(total, nheads, head_dim)")
+    total_q, total_k = q.shape[0], k.shape[0]
     if total_q == 0 or total_k == 0 or nheads == 0:
         raise ValueError(f"empty problem: q shape {tuple(q.shape)}, k shape {tuple(k.shape)}")
     if nheads > MAX_GRID_YZ:
@@ -140,11 +122,8 @@ def _plan(q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal
     if not isinstance(check_seqlens, bool):
         raise TypeError(f"check_seqlens must be a bool, got {type(check_seqlens).__name__}")
     softmax_scale, left, right = check_options(head_dim, softmax_scale, causal, window_size, return_lse, num_splits)
+    check_out(out, q, "(total, nheads, head_dim)")
     if out is not None:
-        check_tensor("out", out, 3, "like q")
-        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype:
-            raise ValueError(f"out must have shape {tuple(q.shape)} and dtype {q.dtype}, "
-                             f"got {tuple(out.shape)} {out.dtype}")
         check_strides("out", out)
     check_device("q", q, None)
     for name, t in (("k", k), ("v", v), ("out", out), ("cu_seqlens_q", cu_q), ("cu_seqlens_k", cu_k)):
@@ -157,36 +136,23 @@ def _plan(q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal
     copies = tuple(not strides_ok(t) for t in (q, k, v))
     params = AttentionParams(chosen, dtype, head_dim, mask, with_lse=return_lse, varlen=True,
                              softmax_scale=softmax_scale, window_left=max(left, 0), window_right=max(right, 0))
-    kernel, reduce = None, None
-    if num_splits != 1:
-        split = dataclasses.replace(params, with_lse=True, split_kv=True)
-        if num_splits == 0:
-            ctas = launcher.unsplit_ctas(chosen, batch, max_seqlen_q, nheads, nheads_kv)
-            kv_tiles = math.ceil(max(max_seqlen_k, 1) / chosen.impl.tile_n)
-            num_splits = launcher.choose_splits(launcher.compiled(split), ctas, kv_tiles, q.device.index,
-                                                launcher.PREFILL_WAVE_CAP)
-        num_splits = min(num_splits, max(1, MAX_GRID_YZ // batch))
-        if num_splits > 1:
-            params = dataclasses.replace(split, num_splits=num_splits)
-            kernel, reduce = launcher.compiled(params), launcher.compiled(ReduceParams(dtype, head_dim, return_lse))
-    if kernel is None:
-        kernel = launcher.compiled(params)
+    kernel, params, reduce = launcher.split_plan(
+        params, num_splits, launcher.unsplit_ctas(chosen, batch, max_seqlen_q, nheads, nheads_kv),
+        math.ceil(max(max_seqlen_k, 1) / chosen.impl.tile_n), q.device.index, launcher.PREFILL_WAVE_CAP,
+        max_splits=max(1, MAX_GRID_YZ // batch))
     return VarlenPlan(kernel, params, reduce, return_lse, copies, max_seqlen_q, max_seqlen_k,
                       check_seqlens)
 
 
-class VarlenPlan:
-    """A validated varlen call signature: kernels, parameter record and what is checked per call."""
+class VarlenPlan(LaunchPlan):
+    """:class:`~cute_attention.api.attention.LaunchPlan` of a varlen signature (its LSE's shape follows each call's
+    packed total) plus the host check of the offsets."""
 
-    __slots__ = ("kernel", "params", "reduce", "return_lse", "copies", "max_seqlen_q", "max_seqlen_k",
-                 "check_seqlens")
+    __slots__ = ("return_lse", "max_seqlen_q", "max_seqlen_k", "check_seqlens")
 
     def __init__(self, kernel, params, reduce, return_lse, copies, max_seqlen_q, max_seqlen_k, check_seqlens):
-        self.kernel = kernel
-        self.params = params
-        self.reduce = reduce
+        super().__init__(kernel, params, reduce, None, copies)
         self.return_lse = return_lse
-        self.copies = copies
         self.max_seqlen_q = max_seqlen_q
         self.max_seqlen_k = max_seqlen_k
         self.check_seqlens = check_seqlens
@@ -212,13 +178,9 @@ class VarlenPlan:
     def launch(self, q, k, v, cu_q, cu_k, out):
         if self.check_seqlens and not torch.cuda.is_current_stream_capturing():
             self.check_offsets(cu_q, cu_k, q.shape[0], k.shape[0])
-        if out is None:
-            out = torch.empty_like(q)
-        elif out.data_ptr() % 16:
-            raise ValueError("out must have a 16-byte aligned base pointer")
-        cq, ck, cv = self.copies
-        q4, k4, v4 = (aligned(t, c).unsqueeze(0) for t, c in ((q, cq), (k, ck), (v, cv)))
+        q, k, v, out = self.prepare(q, k, v, out)
         lse_shape = (1, q.shape[1], q.shape[0]) if self.return_lse else None
-        result = launcher.run(self.kernel, self.params, self.reduce, q4, k4, v4, out.unsqueeze(0), lse_shape,
+        result = launcher.run(self.kernel, self.params, self.reduce, q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+                              out.unsqueeze(0), lse_shape,
                               varlen=(cu_q, cu_k, self.max_seqlen_q))
         return (out, result[1][0]) if self.return_lse else out

@@ -9,6 +9,7 @@ With split-K the split count comes from the compiled kernel's occupancy and the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -124,3 +125,19 @@ def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index
         occupancy = min(occupancy, occupancy_cap)
     return num_splits_heuristic(ctas, sms, occupancy, max(1, min(MAX_SPLITS, kv_tiles)), wave_cap)
 
+
+
+def split_plan(params: AttentionParams, num_splits: int, ctas: int, kv_tiles: int, device_index: int, wave_cap: int,
+               occupancy_cap: int | None = None, max_splits: int = MAX_SPLITS):
+    """``(kernel, params, reduce)`` of one call for ``num_splits`` (0: :func:`choose_splits` over the split build's
+    occupancy; at most ``max_splits``): the one-pass kernel and no reduction when the count comes to 1, else the
+    split build with its count and the reduction kernel (writing the LSE when ``params`` does)."""
+    if num_splits != 1:
+        split = dataclasses.replace(params, with_lse=True, split_kv=True)
+        if num_splits == 0:
+            num_splits = choose_splits(compiled(split), ctas, kv_tiles, device_index, wave_cap, occupancy_cap)
+        num_splits = min(num_splits, max_splits)
+        if num_splits > 1:
+            split = dataclasses.replace(split, num_splits=num_splits)
+            return compiled(split), split, compiled(ReduceParams(params.dtype, params.head_dim, params.with_lse))
+    return compiled(params), params, None
