@@ -8,7 +8,7 @@ logsumexp merge, also with many splits and with splits or whole rows that saw no
 
 import pytest
 import torch
-from test_gpu_attention import make_qkv, rand
+from test_gpu_attention import make_qkv, rand, skip_unless_runnable
 
 from cute_attention import attention
 from cute_attention.host import launcher
@@ -20,9 +20,10 @@ pytestmark = pytest.mark.gpu
 SHAPES = [(2, 239, 1023, 4, 2), (1, 1023, 239, 8, 8), (3, 17, 17, 8, 2), (1, 1, 4097, 8, 1)]
 
 
-@pytest.mark.parametrize("config", ["sm80", "sm75", "simt"])
+@pytest.mark.parametrize("config", ["sm80", "sm75", "simt", "sm90"])
 @pytest.mark.parametrize("d", [64, 128, 256])
 def test_splits_equal_one_pass(config, d):
+    skip_unless_runnable(config)
     dtype = torch.bfloat16
     for b, sq, sk, h, hkv in SHAPES:
         for causal, window in [(False, (-1, -1)), (True, (-1, -1)), (False, (100, 20))]:

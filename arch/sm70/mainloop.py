@@ -30,6 +30,7 @@ class Sm70Sync:
     """Pipeline strategy: register-staged synchronous loads, one K and one V slot in shared memory."""
 
     name: str = "sync"
+    warp_specialized = False
     sass_required = ("LDG.E.128", "STS.128")
     sass_forbidden = ("LDGSTS",)
 

@@ -36,6 +36,7 @@ class Sm80CpAsync:
     stages: int = 2
     name: str = "cpasync"
     locate_ahead: bool = False  # row sources: the next tile's block-table reads one load ahead
+    warp_specialized = False  # every warp loads and computes (the kernel body of kernels/attention.py)
     sass_required = ("LDGSTS",)
     sass_forbidden = ()
 

@@ -104,6 +104,36 @@ class OnlineSoftmax:
                 acc_O_mn[r, None].store(acc_O_mn[r, None].load() * alpha)
 
     @cute.jit
+    def update_deferred(self, acc_S_mn: cute.Tensor, is_first: cutlass.Constexpr) -> cute.Tensor:
+        """:meth:`update_eager` without touching O: turn the scores into ``P`` in place and return each row's
+        factor for O (``exp2((M_old − M_new)·s)``; 1 on the first tile). A pipeline whose P·V of the previous tile
+        is still in flight applies it with :meth:`rescale` once that product landed."""
+        alpha = cute.make_rmem_tensor((self.num_rows,), Float32)
+        for r in cutlass.range_constexpr(self.num_rows):
+            row = acc_S_mn[r, None].load()
+            tile_max = row_allreduce(row.reduce(cute.ReductionOp.MAX, -Float32.inf, 0), "max", self.row_lanes)
+            prev_max = self.row_max[r]
+            new_max = cute.arch.fmax(prev_max, tile_max)
+            self.row_max[r] = new_max
+            offset = (0.0 if new_max == -Float32.inf else new_max) * self.scale_log2
+            p = cute.math.exp2(row * self.scale_log2 - offset, fastmath=True)
+            acc_S_mn[r, None].store(p)
+            tile_sum = p.reduce(cute.ReductionOp.ADD, Float32.zero, 0)
+            if cutlass.const_expr(is_first):
+                self.row_sum[r] = tile_sum
+                alpha[r] = 1.0
+            else:
+                alpha[r] = cute.math.exp2(prev_max * self.scale_log2 - offset, fastmath=True)
+                self.row_sum[r] = self.row_sum[r] * alpha[r] + tile_sum
+        return alpha
+
+    @cute.jit
+    def rescale(self, acc_O_mn: cute.Tensor, alpha: cute.Tensor):
+        """``O *= alpha`` row by row (the factors :meth:`update_deferred` returned)."""
+        for r in cutlass.range_constexpr(self.num_rows):
+            acc_O_mn[r, None].store(acc_O_mn[r, None].load() * alpha[r])
+
+    @cute.jit
     def reduce_sum(self):
         """Sum the lane-partial row sums across the lanes that share each row."""
         for r in cutlass.range_constexpr(self.num_rows):

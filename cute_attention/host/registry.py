@@ -10,6 +10,7 @@ from cute_attention.arch.common.simt_impl import Simt
 from cute_attention.arch.sm70 import Mma884, Sm70Sync
 from cute_attention.arch.sm75 import Mma1688
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
+from cute_attention.arch.sm90 import Sm90WarpSpecialized, Wgmma
 from cute_attention.kernels.variant import Variant
 
 
@@ -164,3 +165,21 @@ SIMT_M128N32 = Variant("simt_m128n32", Simt(128, 32, 8, k_unroll=2), Sm70Sync(),
                        head_dims=(192, 256))
 REGISTRY.register(SIMT_M64N64)
 REGISTRY.register(SIMT_M128N32)
+
+# "sm90": Hopper's algorithm (TMA producer warp + warpgroup MMA consumers, FlashAttention-3's roles), sm_90a only.
+# Contiguous KV, no varlen / packed GQA yet (the kernel object refuses them).
+
+
+def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stages: int = 2, **knobs) -> Variant:
+    return Variant(name, Wgmma(tile_m, tile_n), Sm90WarpSpecialized(stages, **knobs), config="sm90",
+                   head_dims=head_dims)
+
+
+SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,))
+SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
+SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))
+SM90_M128N80 = _sm90("sm90_m128n80", 128, 80, (192, 256))
+REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64)
+REGISTRY.register(SM90_M128N128)
+REGISTRY.register(SM90_M128N112)
+REGISTRY.register(SM90_M128N80)

@@ -55,6 +55,7 @@ from cute_attention.kernels.abi import (
     fake_partial_o,
     runtime,
 )
+from cute_attention.kernels.attention_ws import AttentionKernelWS
 from cute_attention.kernels.cta_map import query_grid
 from cute_attention.kernels.epilogue import AttentionEpilogue
 from cute_attention.kernels.prologue import Prologue, QRows
@@ -123,7 +124,11 @@ class AttentionParams(KernelRecord):
         """``softmax_scale · log2(e)`` as the device would compute it in fp32."""
         return fp32(fp32(self.softmax_scale) * fp32(LOG2_E))
 
-    def build(self, target: str) -> AttentionKernel:
+    def build(self, target: str) -> AttentionKernel | AttentionKernelWS:
+        """The kernel object of this configuration: the warp-specialized body when the variant's mainloop is a
+        warp-specialized strategy, else the body whose every warp loads and computes."""
+        if self.variant.mainloop.warp_specialized:
+            return AttentionKernelWS(self, target)
         return AttentionKernel(self, target)
 
     def fake_args(self) -> tuple:

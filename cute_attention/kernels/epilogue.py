@@ -32,6 +32,16 @@ class AttentionEpilogue:
     threads: int
     split_kv: bool
     pack_gqa: bool
+    # the threads that run the epilogue meet at named barrier ``barrier_id`` (a warp-specialized kernel's
+    # consumers, without its producer warps); None: the whole CTA at barrier 0
+    barrier_id: int | None = None
+
+    def sync(self):
+        """Barrier of the epilogue's threads."""
+        if self.barrier_id is None:
+            cute.arch.barrier()
+        else:
+            cute.arch.barrier(barrier_id=self.barrier_id, number_of_threads=self.threads)
 
     @cute.jit
     def normalize(self, st, softmax, acc_O: cute.Tensor, smem_merge) -> cute.Tensor:
@@ -39,7 +49,7 @@ class AttentionEpilogue:
         by L; return the natural-log LSE of this thread's rows."""
         impl = self.impl
         softmax.reduce_sum()
-        cute.arch.barrier()
+        self.sync()
         if cutlass.const_expr(impl.warps_s > 1):
             impl.merge(st, softmax, acc_O, cute.recast_ptr(smem_merge, dtype=Float32))
         return softmax.finalize(impl.rows_cols_view(acc_O))
@@ -58,7 +68,7 @@ class AttentionEpilogue:
             else:
                 if st.ws == 0:
                     self.write_group(st, acc_O, lse, sO, mLSE, work)
-            cute.arch.barrier()
+            self.sync()
             o_it = StoreIterator(self.dtype, self.tile_m, self.head_dim, self.threads)
             gO = work.o_rows
             if cutlass.const_expr(not self.pack_gqa):

@@ -1,0 +1,206 @@
+"""Warp-specialized TMA mainloop (Hopper): one producer warp issues the bulk tensor copies of Q, K and V, the
+consumer warp groups run the warpgroup MMAs and the softmax (FlashAttention-3's schedule, TurboMind's three-phase
+walk).
+
+K and V have separate rings of ``stages`` slots, each slot an mbarrier pair (full: the copy's bytes landed;
+empty: every consumer warp released it). Walk step ``t`` (tiles from the last one down) uses slot ``t % stages``
+of both rings, so a slot's phase is a function of ``t`` alone and nothing is carried across the walk.
+
+The producer issues K(0), Q, then K(t), V(t−1) for t = 1 .. total−1, then V(total−1): the order the consumers
+read them. Inside a consumer warp group (``intra_wg_overlap``), step t issues S(t) = Q·K(t)ᵀ and O += P(t−1)·V(t−1)
+back to back, waits only for S(t), and runs the mask and softmax of tile t while P·V is in flight; O is rescaled
+once P·V landed. Between consumer warp groups (``wg_order``) named-barrier turns order the MMA issue, so one
+group's softmax runs under the other's MMAs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+from cutlass.pipeline import PipelineState
+
+from cute_attention.core.phase_walk import walk_phases
+
+ORDER_BARRIER = 2  # named barriers ORDER_BARRIER + i: consumer warp group i's turn to issue MMAs (1 = epilogue)
+
+
+@dataclass(frozen=True)
+class WsMainloopArgs:
+    """What the consumer warp groups of one CTA read (the warp-specialized counterpart of ``MainloopArgs``)."""
+
+    impl: Any
+    st: Any
+    softmax: Any
+    acc_O: Any
+    tOrP: Any  # P of the previous walk step, as the A operand of P·V
+    pipe_k: Any
+    pipe_v: Any
+    sched: Any
+    q_start: Any
+    seqlen_q: Any
+    seqlen_k: Any
+    window_left: Any
+    window_right: Any
+    mask: Any
+    wg: Any  # this consumer warp group
+    group: Any = 1
+
+
+def ring_state(t, stages: int, producer: bool) -> PipelineState:
+    """Slot and phase of walk step ``t``'s load: slot ``t % stages``; consumers wait for phase ``(t // stages) & 1``,
+    the producer for the slot's release one lap earlier."""
+    phase = (t // stages) % 2
+    if producer:
+        phase = phase ^ 1
+    return PipelineState(stages, Int32(t), Int32(t % stages), Int32(phase))
+
+
+@dataclass(frozen=True)
+class Sm90WarpSpecialized:
+    """Pipeline strategy: TMA producer warp, ``stages``-deep K and V rings, consumer warp groups."""
+
+    stages: int = 2
+    intra_wg_overlap: bool = True
+    wg_order: bool = True  # named-barrier turns between consumer warp groups (2-3 groups)
+    name: str = "tma_ws"
+    warp_specialized = True
+    sass_required = ("UTMALDG", "SYNCS")
+    sass_forbidden = ("LDGSTS",)
+
+    def __post_init__(self):
+        if self.stages < 2:
+            raise ValueError(f"stages must be >= 2, got {self.stages}")
+
+    @property
+    def kv_slots(self) -> int:
+        return 2 * self.stages
+
+    def describe(self) -> str:
+        return (f"TMA producer warp, K and V rings of {self.stages}, "
+                + ("softmax overlapping P·V" if self.intra_wg_overlap else "no intra-group overlap")
+                + (", warp-group turns" if self.wg_order else ""))
+
+    # ---- producer ----
+    @cute.jit
+    def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v):
+        """The producer warp's walk: ``load_x(tile, state)`` issues one copy on ``state``'s barrier."""
+        total = sched.n_hi - sched.n_lo
+        if total > 0:
+            s0 = ring_state(Int32(0), self.stages, True)
+            pipe_k.producer_acquire(s0)
+            load_k(sched.n_hi - 1, s0)
+            q_state = ring_state(Int32(0), 1, True)
+            pipe_q.producer_acquire(q_state)
+            load_q(q_state)
+            if cutlass.const_expr(self.intra_wg_overlap):
+                for t in cutlass.range(1, total, unroll=1):
+                    sk = ring_state(t, self.stages, True)
+                    pipe_k.producer_acquire(sk)
+                    load_k(sched.n_hi - 1 - t, sk)
+                    sv = ring_state(t - 1, self.stages, True)
+                    pipe_v.producer_acquire(sv)
+                    load_v(sched.n_hi - t, sv)
+                sv = ring_state(total - 1, self.stages, True)
+                pipe_v.producer_acquire(sv)
+                load_v(sched.n_lo, sv)
+            else:
+                pipe_v.producer_acquire(s0)
+                load_v(sched.n_hi - 1, s0)
+                for t in cutlass.range(1, total, unroll=1):
+                    s = ring_state(t, self.stages, True)
+                    pipe_k.producer_acquire(s)
+                    load_k(sched.n_hi - 1 - t, s)
+                    pipe_v.producer_acquire(s)
+                    load_v(sched.n_hi - 1 - t, s)
+
+    # ---- consumer warp-group turns ----
+    def ordered(self, consumer_wgs: int) -> bool:
+        return self.wg_order and consumer_wgs > 1
+
+    @cute.jit
+    def order_init(self, a: WsMainloopArgs):
+        """The first group holds the first turn."""
+        if cutlass.const_expr(self.ordered(a.impl.consumer_wgs)):
+            if a.wg == 0:
+                cute.arch.barrier_arrive(barrier_id=ORDER_BARRIER, number_of_threads=256)
+
+    @cute.jit
+    def order_wait(self, a: WsMainloopArgs):
+        if cutlass.const_expr(self.ordered(a.impl.consumer_wgs)):
+            cute.arch.barrier(barrier_id=ORDER_BARRIER + a.wg, number_of_threads=256)
+
+    @cute.jit
+    def order_pass(self, a: WsMainloopArgs):
+        if cutlass.const_expr(self.ordered(a.impl.consumer_wgs)):
+            nxt = (a.wg + 1) % a.impl.consumer_wgs
+            cute.arch.barrier_arrive(barrier_id=ORDER_BARRIER + nxt, number_of_threads=256)
+
+    # ---- consumer ----
+    @cute.jit
+    def consume(self, a: WsMainloopArgs):
+        """The consumer warp groups' walk over the KV tiles (three phases); ends with O unnormalized."""
+        self.order_init(a)
+        total = a.sched.n_hi - a.sched.n_lo
+        if total > 0:
+            walk_phases(self, a)
+            if cutlass.const_expr(self.intra_wg_overlap):
+                sv = ring_state(total - 1, self.stages, False)
+                a.pipe_v.consumer_wait(sv)
+                a.impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
+                a.impl.wait(0)
+                a.pipe_v.consumer_release(sv)
+
+    @cute.jit
+    def scores(self, a: WsMainloopArgs, acc_S, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
+        """Mask tile ``t``'s scores and turn them into P; returns O's rescale factors."""
+        if cutlass.const_expr(mask is not None):
+            a.impl.mask_scores(a.st, acc_S, a.q_start, a.sched.n_hi - 1 - t, a.seqlen_q, a.seqlen_k,
+                               a.window_left, a.window_right, mask, a.group)
+        return a.softmax.update_deferred(a.impl.rows_cols_view(acc_S), is_first)
+
+    @cute.jit
+    def step(self, a: WsMainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
+        impl = a.impl
+        sk = ring_state(t, self.stages, False)
+        if cutlass.const_expr(not self.intra_wg_overlap):
+            a.pipe_k.consumer_wait(sk)
+            self.order_wait(a)
+            acc_S = impl.issue_qk(a.st, sk.index)
+            self.order_pass(a)
+            impl.wait(0)
+            a.pipe_k.consumer_release(sk)
+            alpha = self.scores(a, acc_S, t, mask, is_first)
+            a.softmax.rescale(impl.rows_cols_view(a.acc_O), alpha)
+            impl.convert_p(acc_S, a.tOrP)
+            a.pipe_v.consumer_wait(sk)
+            impl.issue_pv(a.st, a.tOrP, a.acc_O, sk.index)
+            impl.wait(0)
+            a.pipe_v.consumer_release(sk)
+        elif cutlass.const_expr(is_first):
+            a.pipe_k.consumer_wait(sk)
+            self.order_wait(a)
+            acc_S = impl.issue_qk(a.st, sk.index)
+            self.order_pass(a)
+            impl.wait(0)
+            a.pipe_k.consumer_release(sk)
+            self.scores(a, acc_S, t, mask, True)
+            impl.convert_p(acc_S, a.tOrP)
+        else:
+            sv = ring_state(t - 1, self.stages, False)
+            a.pipe_k.consumer_wait(sk)
+            self.order_wait(a)
+            acc_S = impl.issue_qk(a.st, sk.index)
+            a.pipe_v.consumer_wait(sv)
+            impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
+            self.order_pass(a)
+            impl.wait(1)
+            a.pipe_k.consumer_release(sk)
+            alpha = self.scores(a, acc_S, t, mask, False)
+            impl.wait(0)
+            a.pipe_v.consumer_release(sv)
+            impl.convert_p(acc_S, a.tOrP)
+            a.softmax.rescale(impl.rows_cols_view(a.acc_O), alpha)

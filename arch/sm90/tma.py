@@ -1,0 +1,69 @@
+"""TMA movers (Hopper's bulk tensor copies): Q, K and V tiles global → shared memory, each copy completing on an
+mbarrier's transaction count.
+
+The host half (:meth:`TmaTiles.make`, inside the kernel object's ``@cute.jit`` launch) builds one TMA atom and
+coordinate tensor per operand from the BSHD tensors; the device half (:meth:`TmaTiles.partition`) cuts them into
+one CTA's tiles. A TMA copy is issued by one thread and needs no row predicates: rows past the tensor's end land
+as zeros.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cutlass
+import cutlass.cute as cute
+from cutlass.cute.nvgpu import cpasync
+
+
+def seq_major(t: cute.Tensor) -> cute.Tensor:
+    """A BSHD tensor viewed as ``(seqlen, d, heads, batch)``: the TMA tiler cuts the first two modes."""
+    return cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0]))
+
+
+class TmaOperand(NamedTuple):
+    """One operand's TMA atom and the coordinate tensor its copies index, ``(seqlen, d, heads, batch)``."""
+
+    atom: cute.CopyAtom
+    coords: cute.Tensor
+
+
+class TmaTilePartition(NamedTuple):
+    """One CTA's view of an operand: ``src[None, tile]`` → ``dst[None, stage]`` per copy."""
+
+    atom: cute.CopyAtom
+    src: cute.Tensor  # (TMA, tiles)
+    dst: cute.Tensor  # (TMA, stages)
+
+    @cute.jit
+    def copy(self, tile, stage, barrier):
+        """Issue the copy of ``tile`` into ``stage``, completing on ``barrier`` (one thread issues it)."""
+        cute.copy(self.atom, self.src[None, tile], self.dst[None, stage], tma_bar_ptr=barrier)
+
+
+class TmaTiles:
+    """TMA loads of ``(rows, head_dim)`` tiles of a BSHD tensor into a swizzled shared layout."""
+
+    @staticmethod
+    def make(m: cute.Tensor, smem_layout, rows: int, head_dim: int) -> TmaOperand:
+        """Host side: the atom for one stage of ``smem_layout`` ``(rows, head_dim, stages)`` and the coordinates."""
+        atom, coords = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), seq_major(m),
+                                                   cute.select(smem_layout, mode=[0, 1]),
+                                                   (rows, head_dim))
+        return TmaOperand(atom, coords)
+
+    @staticmethod
+    def bytes(dtype, rows: int, head_dim: int) -> int:
+        """Bytes one tile's copy delivers (its mbarrier's transaction count)."""
+        return rows * head_dim * dtype.width // 8
+
+    @staticmethod
+    @cute.jit
+    def partition(op: TmaOperand, head, batch, s: cute.Tensor, rows: cutlass.Constexpr,
+                  head_dim: cutlass.Constexpr) -> TmaTilePartition:
+        """``(rows, head_dim)`` tiles of (``head``, ``batch``) into ``s``: ``(rows, head_dim, stages)``."""
+        # (rows, head_dim, tiles)
+        g = cute.local_tile(op.coords[None, None, head, batch], (rows, head_dim), (None, 0))
+        dst, src = cpasync.tma_partition(op.atom, 0, cute.make_layout(1), cute.group_modes(s, 0, 2),
+                                         cute.group_modes(g, 0, 2))
+        return TmaTilePartition(op.atom, src, dst)

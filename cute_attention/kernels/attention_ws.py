@@ -1,0 +1,194 @@
+"""The warp-specialized attention kernel object (Hopper): a producer warp group moves tiles by TMA, consumer warp
+groups run the warpgroup MMAs (FlashAttention-3's roles, TurboMind's prologue / mainloop / epilogue).
+
+It is a second kernel body beside :class:`~cute_attention.kernels.attention.AttentionKernel` for the same
+:class:`~cute_attention.kernels.attention.AttentionParams` and :class:`~cute_attention.kernels.attention.AttentionArgs`
+(so the host's plans, launch and split-K reduction are unchanged), and it reuses the CTA work
+(:func:`~cute_attention.kernels.tile_work.locate_work`: tile, head, batch, split, the three-phase KV schedule), the
+masks, the online softmax and the epilogue. What it brings: roles with their register budgets (``setmaxnreg``), the
+shared-memory struct with the mbarrier arrays of the Q, K and V pipelines, and the TMA atoms made at launch.
+
+Roles: warp group 0 is the producer (its warp 0 issues every copy, the other three idle with few registers),
+warp groups 1.. are the consumers, 64 query rows each. The epilogue runs on the consumers only (named barrier 1).
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32, pipeline
+from cutlass.cute.nvgpu import cpasync
+from cutlass.memory import SmemAllocator
+
+from cute_attention.arch.sm90.mainloop import WsMainloopArgs, ring_state
+from cute_attention.arch.sm90.tma import TmaOperand, TmaTiles
+from cute_attention.arch.sm90.wgmma_impl import WARPGROUP
+from cute_attention.core.targets import has_pdl
+from cute_attention.kernels.abi import DTYPES
+from cute_attention.kernels.cta_map import query_grid
+from cute_attention.kernels.epilogue import AttentionEpilogue
+from cute_attention.kernels.shared_storage import SmemPart, make_storage, storage_bytes
+from cute_attention.kernels.tile_work import locate_work
+
+EPILOGUE_BARRIER = 1  # named barrier of the consumer threads (0 is the whole CTA's)
+# registers per thread (producer, consumer) by consumer warp groups: the producer issues TMA only
+REGISTERS = {1: (56, 256), 2: (24, 240), 3: (32, 160)}
+
+
+class AttentionKernelWS:
+    """Warp-specialized attention over BSHD tensors for one compile-time configuration and target."""
+
+    def __init__(self, params, target: str = "sm_90a"):
+        variant = params.variant
+        self.params = params
+        self.variant = variant
+        self.target = target
+        self.dtype = DTYPES[params.dtype]
+        self.head_dim = params.head_dim
+        self.mask = params.mask
+        self.split_kv = params.split_kv
+        self.pdl = params.split_kv and has_pdl(target)
+        self.impl = variant.impl.build(self.dtype, self.head_dim)
+        self.mainloop = variant.mainloop
+        self.kv_cache = variant.kv_cache
+        self.cta_map = variant.cta_map.for_mask(params.mask)
+        self.tile_m = self.impl.tile_m
+        self.tile_n = self.impl.tile_n
+        self.stages = self.mainloop.stages
+        self.consumer_threads = self.impl.threads
+        self.threads = self.consumer_threads + WARPGROUP
+        self.producer_regs, self.consumer_regs = REGISTERS[self.impl.consumer_wgs]
+        self.epilogue = AttentionEpilogue(self.impl, self.dtype, self.tile_m, self.head_dim, self.consumer_threads,
+                                          self.split_kv, False, barrier_id=EPILOGUE_BARRIER)
+        self.storage = make_storage("AttentionWSStorage", self.smem_fields())
+
+    # ---- host-side facts ----
+    def smem_fields(self) -> list[SmemPart]:
+        """The pipelines' mbarriers (full + empty per slot: Q 1 slot, K and V ``stages`` each), the Q tile (reused
+        for O), the K and V rings."""
+        elem = self.dtype.width // 8
+        tile = self.tile_n * self.head_dim * elem
+        return [SmemPart("mbar", 8 * 2 * (1 + 2 * self.stages), align=8),
+                SmemPart("q", self.tile_m * self.head_dim * elem),
+                SmemPart("k", self.stages * tile),
+                SmemPart("v", self.stages * tile)]
+
+    def smem_bytes(self) -> int:
+        return storage_bytes(self.storage)
+
+    def why_not(self, target: str = "sm_90a") -> str | None:
+        """Reason this configuration cannot run on ``target``, or None (FA4's ``can_implement``)."""
+        p = self.params
+        if target != "sm_90a":
+            return f"the warp-specialized TMA + wgmma kernel needs target sm_90a, not {target}"
+        if p.dtype not in self.variant.dtypes:
+            return f"dtype {p.dtype} not in {self.variant.dtypes}"
+        if self.head_dim not in self.variant.head_dims:
+            return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
+        for feature, used in (("a paged KV cache", self.kv_cache.paged), ("varlen", p.varlen),
+                              ("packed GQA", self.variant.pack_gqa), ("prologue ops on Q", bool(p.q_ops)),
+                              ("per-sequence KV lengths", self.kv_cache.seqlens)):
+            if used:
+                return f"{feature} is not built for the warp-specialized kernel yet"
+        limit = 227 * 1024
+        if self.smem_bytes() > limit:
+            return f"needs {self.smem_bytes()} B of shared memory, {target} has {limit}"
+        return None
+
+    # ---- host side of the launch ----
+    @cute.jit
+    def __call__(self, args, num_splits: Int32, stream):
+        """Make the TMA atoms of Q, K and V and launch one CTA per (query tile, head, batch · split)."""
+        mQ, mK = args.mQ, args.mK
+        impl = self.impl
+        tma_q = TmaTiles.make(mQ, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
+        tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim)
+        tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim)
+        num_q_tiles, grid_heads = query_grid(mQ.shape[1], mQ.shape[2], mK.shape[2], self.tile_m, False)
+        grid = self.cta_map.grid(num_q_tiles, grid_heads, mQ.shape[0], num_splits)
+        self.kernel(args, tma_q.atom, tma_q.coords, tma_k.atom, tma_k.coords, tma_v.atom, tma_v.coords,
+                    num_q_tiles, num_splits).launch(
+            grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl,
+            min_blocks_per_mp=1)
+
+    # ---- device side ----
+    @cute.kernel
+    def kernel(self, args, atom_q: cute.CopyAtom, tQ: cute.Tensor, atom_k: cute.CopyAtom, tK: cute.Tensor,
+               atom_v: cute.CopyAtom, tV: cute.Tensor, num_q_tiles: Int32, num_splits: Int32):
+        impl = self.impl
+        warp = cute.arch.make_warp_uniform(cute.arch.warp_idx())
+        if warp == 0:
+            for atom in (atom_q, atom_k, atom_v):
+                cpasync.prefetch_descriptor(atom)
+        storage = SmemAllocator().allocate(self.storage)
+        mbar = cute.recast_ptr(storage.mbar.data_ptr(), dtype=cutlass.Int64)
+        tma_thread = pipeline.CooperativeGroup(pipeline.Agent.Thread, 1)
+        consumer_warps = pipeline.CooperativeGroup(pipeline.Agent.Thread, self.consumer_threads // 32)
+        tile_bytes = TmaTiles.bytes(self.dtype, self.tile_n, self.head_dim)
+        pipe_q = pipeline.PipelineTmaAsync.create(
+            barrier_storage=mbar, num_stages=1, producer_group=tma_thread, consumer_group=consumer_warps,
+            tx_count=TmaTiles.bytes(self.dtype, self.tile_m, self.head_dim), defer_sync=True)
+        pipe_k = pipeline.PipelineTmaAsync.create(
+            barrier_storage=mbar + 2, num_stages=self.stages, producer_group=tma_thread,
+            consumer_group=consumer_warps, tx_count=tile_bytes, defer_sync=True)
+        pipe_v = pipeline.PipelineTmaAsync.create(
+            barrier_storage=mbar + 2 + 2 * self.stages, num_stages=self.stages, producer_group=tma_thread,
+            consumer_group=consumer_warps, tx_count=tile_bytes, defer_sync=True)
+        cute.arch.mbarrier_init_fence()
+        ql, kvl = impl.smem_layout(self.tile_m, 1), impl.kv_layout(self.stages)
+        sQ = storage.q.get_tensor(ql.outer, swizzle=ql.inner, dtype=self.dtype)
+        sK = storage.k.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype)
+        sV = storage.v.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype)
+        cute.arch.sync_threads()
+        if cutlass.const_expr(self.pdl):
+            # global memory is touched only after the previous kernel on the stream finished
+            cute.arch.griddepcontrol_wait()
+            cute.arch.griddepcontrol_launch_dependents()
+        work = locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
+                           self.head_dim, self.mask, False, self.split_kv, False)
+        if warp < 4:
+            cute.arch.setmaxregister_decrease(self.producer_regs)
+            if warp == 0:
+                self.produce(work, sQ, sK, sV, atom_q, tQ, atom_k, tK, atom_v, tV, pipe_q, pipe_k, pipe_v)
+        else:
+            cute.arch.setmaxregister_increase(self.consumer_regs)
+            tidx, _, _ = cute.arch.thread_idx()
+            self.consume(args, work, tidx - WARPGROUP, sQ, sK, sV, pipe_q, pipe_k, pipe_v)
+
+    @cute.jit
+    def produce(self, work, sQ, sK, sV, atom_q, tQ, atom_k, tK, atom_v, tV, pipe_q, pipe_k, pipe_v):
+        """The producer warp: Q once, then K and V tiles in walk order."""
+        # (TMA, tiles) -> (TMA, stages)
+        q = TmaTiles.partition(TmaOperand(atom_q, tQ), work.head, work.batch, sQ, self.tile_m, self.head_dim)
+        k = TmaTiles.partition(TmaOperand(atom_k, tK), work.kv_head, work.batch, sK, self.tile_n, self.head_dim)
+        v = TmaTiles.partition(TmaOperand(atom_v, tV), work.kv_head, work.batch, sV, self.tile_n, self.head_dim)
+
+        def load_q(state):
+            q.copy(work.q_tile, 0, pipe_q.producer_get_barrier(state))
+
+        def load_k(n, state):
+            k.copy(n, state.index, pipe_k.producer_get_barrier(state))
+
+        def load_v(n, state):
+            v.copy(n, state.index, pipe_v.producer_get_barrier(state))
+
+        self.mainloop.produce(work.sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v)
+
+    @cute.jit
+    def consume(self, args, work, tidx, sQ, sK, sV, pipe_q, pipe_k, pipe_v):
+        """A consumer thread: wait for Q, walk the KV tiles, then the epilogue."""
+        impl = self.impl
+        st = impl.make_state(tidx, sQ[None, None, 0], sK, sV)
+        acc_O = impl.make_acc_O(st)
+        softmax = impl.make_softmax(args.scale_log2, acc_O)
+        total = work.sched.n_hi - work.sched.n_lo
+        if total > 0:
+            pipe_q.consumer_wait(ring_state(Int32(0), 1, False))
+        a = WsMainloopArgs(
+            impl=impl, st=st, softmax=softmax, acc_O=acc_O, tOrP=impl.make_p(st), pipe_k=pipe_k, pipe_v=pipe_v,
+            sched=work.sched, q_start=work.q_start, seqlen_q=work.seqlen_q, seqlen_k=work.seqlen_k,
+            window_left=args.window_left, window_right=args.window_right, mask=self.mask,
+            wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group)
+        self.mainloop.consume(a)
+        lse = self.epilogue.normalize(st, softmax, acc_O, None)
+        self.epilogue.write(tidx, st, acc_O, lse, sQ[None, None, 0], work.mO, work.mLSE, work)
