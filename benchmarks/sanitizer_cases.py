@@ -103,6 +103,10 @@ CASES = {
     "decode_paged_append_split": decode_paged(),
     "decode_paged_lookahead_split": decode_paged(variant="sm80_m16n64_w1x4_s5_pack_la", splits=4),
     "decode_simt_pack": decode_paged(variant="simt_m8n64_w1x4_s3_pack", splits=1, append=False),
+    "prefill_sm90_causal": prefill(variant="sm90_m128n128", causal=True),
+    "prefill_sm90_window_split": prefill(variant="sm90_m128n128", window_size=(40, 7), num_splits=3),
+    "prefill_sm90_d64_3groups": prefill(variant="sm90_m192n128", causal=True, d=64),
+    "prefill_sm90_d256": prefill(variant="sm90_m128n80", dtype=torch.float16, d=256),
     "varlen": varlen(),
     "varlen_split_packed": varlen(splits=3, h=8, hkv=1),
 }

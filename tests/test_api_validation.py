@@ -66,12 +66,32 @@ def test_bad_input_raises(call, exc, match):
 def test_every_config_is_registered_and_finds_its_own_variants():
     from cute_attention import REGISTRY, AttnDesc
 
-    assert REGISTRY.configs() == ["sm80", "sm75", "sm70", "simt"]
+    assert REGISTRY.configs() == ["sm80", "sm75", "sm70", "simt", "sm90"]
     for config in REGISTRY.configs():
         for d in (64, 96, 128, 192, 256):
             desc = AttnDesc(d, "float16", 1000, 1000, True, False)
             v = REGISTRY.find(desc, config)
             assert v.config == config and d in v.head_dims
+
+
+def test_hopper_defaults_to_sm90_for_prefill_only():
+    """On sm_90a a call naming no config takes the sm90 variant for prefill and falls back to sm80 where no sm90
+    variant applies (decode rows, a paged cache); other targets never see sm90; a forced sm90 variant on another
+    target, or with varlen / a KV cache, is refused by name."""
+    from cute_attention import REGISTRY, AttnDesc
+    from cute_attention.api.checks import refuse_warp_specialized, resolve_variant
+
+    for d in (64, 96, 128, 192, 256):
+        prefill = AttnDesc(d, "bfloat16", 1000, 1000, True, False)
+        assert resolve_variant(None, prefill, None, "sm_90a").config == "sm90"
+        assert resolve_variant(None, prefill, None, "sm_80").config == "sm80"
+        assert resolve_variant(None, AttnDesc(d, "bfloat16", 1, 4096, True, False), None, "sm_90a").config == "sm80"
+        assert resolve_variant(None, AttnDesc(d, "bfloat16", 1000, 1000, True, False, 1, 64), None,
+                               "sm_90a").config == "sm80"
+    with pytest.raises(ValueError, match="sm_90a only"):
+        resolve_variant("sm90_m128n128", AttnDesc(128, "bfloat16", 1000, 1000, False, False), None, "sm_80")
+    with pytest.raises(NotImplementedError, match="varlen"):
+        refuse_warp_specialized(REGISTRY.get("sm90_m128n128"), "varlen")
 
 
 def test_decode_choice_follows_group_rows_and_block_size():

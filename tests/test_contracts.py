@@ -10,6 +10,7 @@ import pytest
 
 from cute_attention.arch.common.fragment_impl import FragmentState
 from cute_attention.arch.common.shared_operand_impl import SharedOperandState
+from cute_attention.arch.sm90.wgmma_impl import WgmmaState
 from cute_attention.core import contracts as C
 from cute_attention.host.registry import REGISTRY
 from cute_attention.kernels.abi import DTYPES
@@ -17,7 +18,8 @@ from cute_attention.kv import LinearKVCache, PackedRows, PagedKVCache
 from cute_attention.kv.paged import PagedSource
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "composing.md")
-PROTOCOLS = [C.ImplRecipe, C.Impl, C.ImplState, C.MainloopStrategy, C.RowSource, C.KVCacheLayout, C.CtaMap, C.RowOp]
+PROTOCOLS = [C.ImplRecipe, C.Impl, C.ImplState, C.MainloopStrategy, C.WarpgroupImpl, C.WarpSpecializedMainloop,
+             C.RowSource, C.KVCacheLayout, C.CtaMap, C.RowOp]
 
 
 def members(proto) -> set[str]:
@@ -34,13 +36,15 @@ def members(proto) -> set[str]:
 
 @pytest.mark.parametrize("variant", REGISTRY.variants(), ids=[v.name for v in REGISTRY.variants()])
 def test_registered_blocks_keep_their_contracts(variant):
+    ws = variant.mainloop.warp_specialized
+    impl_proto = C.WarpgroupImpl if ws else C.Impl
     assert isinstance(variant.impl, C.ImplRecipe), variant.impl
-    assert isinstance(variant.mainloop, C.MainloopStrategy), variant.mainloop
+    assert isinstance(variant.mainloop, C.WarpSpecializedMainloop if ws else C.MainloopStrategy), variant.mainloop
     assert isinstance(variant.kv_cache, C.KVCacheLayout), variant.kv_cache
     assert isinstance(variant.cta_map, C.CtaMap), variant.cta_map
     for dtype in variant.dtypes:
         for d in variant.head_dims:
-            assert isinstance(variant.impl.build(DTYPES[dtype], d), C.Impl), (variant.name, dtype, d)
+            assert isinstance(variant.impl.build(DTYPES[dtype], d), impl_proto), (variant.name, dtype, d)
 
 
 def test_kv_layouts_row_sources_and_states_keep_theirs():
@@ -49,7 +53,7 @@ def test_kv_layouts_row_sources_and_states_keep_theirs():
     assert isinstance(PagedSource(None, None, 64, 16), C.RowSource)
     assert isinstance(PackedRows(None, 0, 4, 0, 16, 128), C.RowSource)
     assert PagedSource(None, None, 64, 16).reads and not PackedRows(None, 0, 4, 0, 16, 128).reads
-    for state in (FragmentState, SharedOperandState):
+    for state in (FragmentState, SharedOperandState, WgmmaState):
         assert members(C.ImplState) <= {f.name for f in dataclasses.fields(state)}, state
 
 

@@ -68,7 +68,7 @@ class Sm90WarpSpecialized:
     wg_order: bool = True  # named-barrier turns between consumer warp groups (2-3 groups)
     name: str = "tma_ws"
     warp_specialized = True
-    sass_required = ("UTMALDG", "SYNCS")
+    sass_required = ("UTMALDG", "SYNCS", "USETMAXREG")  # TMA loads, mbarriers, the role register split
     sass_forbidden = ("LDGSTS",)
 
     def __post_init__(self):

@@ -92,7 +92,7 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
         raise ValueError(f"batch * num_splits ({batch} * {num_splits}) must be <= {MAX_GRID_YZ}")
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     desc = AttnDesc(head_dim, dtype, seqlen_q, seqlen_k, causal, left >= 0 or right >= 0, nheads // nheads_kv)
-    chosen = resolve_variant(variant, desc, config)
+    chosen = resolve_variant(variant, desc, config, launcher.target())
     check_device("q", q, None)
     for name, t in (("k", k), ("v", v), ("out", out)):
         if t is not None:

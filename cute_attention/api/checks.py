@@ -14,7 +14,7 @@ import math
 import torch
 
 from cute_attention.host import launcher
-from cute_attention.host.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc
+from cute_attention.host.registry import DEFAULT_CONFIG, REGISTRY, AttnDesc, default_configs
 from cute_attention.kernels.abi import STRIDE_DIVISIBILITY
 from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant
 
@@ -181,17 +181,24 @@ def check_options(head_dim: int, softmax_scale, causal, window_size, return_lse,
     return float(softmax_scale), left, right
 
 
-def resolve_variant(variant, desc: AttnDesc, config: str | None) -> Variant:
-    """The variant a call runs: forced by name or object, else the registry's choice for ``desc`` in ``config``."""
+def resolve_variant(variant, desc: AttnDesc, config: str | None, target: str | None = None) -> Variant:
+    """The variant a call runs: forced by name or object, else the registry's choice for ``desc`` in ``config``
+    (none named: the target's default configs in order, :func:`~cute_attention.host.registry.default_configs`)."""
     if config is not None and not isinstance(config, str):
         raise TypeError(f"config must be a str, got {type(config).__name__}")
     if config is not None and config not in REGISTRY.configs():
         raise ValueError(f"config {config!r} is not registered; known: {REGISTRY.configs()}")
     if variant is None:
-        try:
-            chosen = REGISTRY.find(desc, config or DEFAULT_CONFIG)
-        except ValueError as e:
-            raise ValueError(f"config: {e.args[0]}") from None
+        configs = (config,) if config is not None else default_configs(target) if target else (DEFAULT_CONFIG,)
+        chosen, errors = None, []
+        for c in configs:
+            try:
+                chosen = REGISTRY.find(desc, c)
+                break
+            except ValueError as e:
+                errors.append(e.args[0])
+        if chosen is None:
+            raise ValueError(f"config: {'; '.join(errors)}")
     elif isinstance(variant, str):
         try:
             chosen = REGISTRY.get(variant)
@@ -203,8 +210,18 @@ def resolve_variant(variant, desc: AttnDesc, config: str | None) -> Variant:
         raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
     if config is not None and chosen.config != config:
         raise ValueError(f"variant {chosen.name} is a {chosen.config} variant, but config={config!r} was asked for")
+    if target is not None and chosen.targets is not None and target not in chosen.targets:
+        raise ValueError(f"variant {chosen.name} runs on {', '.join(chosen.targets)} only; this GPU compiles for "
+                         f"{target} (config={chosen.config!r})")
     if desc.head_dim not in chosen.head_dims:
         raise ValueError(f"variant {chosen.name} does not support head_dim {desc.head_dim} (has {chosen.head_dims})")
     if desc.dtype not in chosen.dtypes:
         raise TypeError(f"variant {chosen.name} does not support dtype {desc.dtype} (has {chosen.dtypes})")
     return chosen
+
+
+def refuse_warp_specialized(chosen: Variant, what: str) -> None:
+    """``what`` (varlen, a KV cache) is not built for the warp-specialized sm90 kernels yet: say so by name."""
+    if chosen.mainloop.warp_specialized:
+        raise NotImplementedError(f"variant/config: {what} is not built for the warp-specialized {chosen.config} "
+                                  f"kernels yet ({chosen.name}); use config='sm80'")

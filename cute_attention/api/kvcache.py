@@ -27,6 +27,7 @@ from cute_attention.api.checks import (
     check_options,
     check_strides,
     check_tensor,
+    refuse_warp_specialized,
     resolve_variant,
     strides_ok,
 )
@@ -174,6 +175,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
                     block_size)
     base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
+    refuse_warp_specialized(base, "a KV cache")
     variant = with_kv_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     params = AttentionParams(variant, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,

@@ -109,6 +109,7 @@ class MainloopStrategy(Protocol):
     name: str
     stages: int
     kv_slots: int  # K/V tiles its ring holds in shared memory
+    warp_specialized: bool  # False: every warp loads and computes (kernels/attention.py's body)
     sass_required: tuple[str, ...]
     sass_forbidden: tuple[str, ...]
 
@@ -119,6 +120,74 @@ class MainloopStrategy(Protocol):
     def wait_q(self) -> None: ...
 
     def run(self, a: MainloopArgs) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+@runtime_checkable
+class WarpgroupImpl(Protocol):
+    """The math of a warpgroup-MMA family (Hopper): products are issued and waited for separately, so a
+    warp-specialized strategy chooses what overlaps; P stays in registers as the A operand of P·V. Keeps the members
+    the epilogue reads (``rows_cols_view``, ``partition_O``, ``store_o``, ``merge``, ``warps_s``)."""
+
+    dtype: Any
+    head_dim: int
+    tile_m: int
+    tile_n: int
+    warps_s: int
+    threads: int  # the consumer warp groups' threads
+    consumer_wgs: int
+    mma_sass: str | None
+    sass_required: tuple[str, ...]
+    sass_forbidden: tuple[str, ...]
+
+    def smem_layout(self, rows: int, stages: int | None = None) -> Any: ...
+
+    def merge_bytes(self) -> int: ...
+
+    def make_state(self, tidx, sQ, sK, sV) -> ImplState: ...
+
+    def make_acc_O(self, st) -> Any: ...
+
+    def make_softmax(self, scale_log2, acc_O) -> Any: ...
+
+    def make_p(self, st) -> Any: ...
+
+    def issue_qk(self, st, stage) -> Any: ...
+
+    def issue_pv(self, st, tOrP, acc_O, stage) -> None: ...
+
+    def wait(self, pending) -> None: ...
+
+    def mask_scores(self, st, acc_S, q_start, n_tile, seqlen_q, seqlen_k, window_left, window_right, mask,
+                    group=1) -> None: ...
+
+    def convert_p(self, acc_S, tOrP) -> None: ...
+
+    def merge(self, st, softmax, acc_O, smem_merge) -> None: ...
+
+    def store_o(self, st, acc_O, sO) -> None: ...
+
+    def rows_cols_view(self, acc) -> Any: ...
+
+    def partition_O(self, st, t) -> Any: ...
+
+
+@runtime_checkable
+class WarpSpecializedMainloop(Protocol):
+    """A warp-specialized pipeline strategy (Hopper): a producer role issues the copies (``produce``), consumer
+    warp groups run a :class:`WarpgroupImpl` over the tiles (``consume``), both in the same three-phase walk."""
+
+    name: str
+    stages: int
+    kv_slots: int
+    warp_specialized: bool  # True: the kernel object builds the warp-specialized body (kernels/attention_ws.py)
+    sass_required: tuple[str, ...]
+    sass_forbidden: tuple[str, ...]
+
+    def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v) -> None: ...
+
+    def consume(self, a) -> None: ...
 
     def describe(self) -> str: ...
 

@@ -166,20 +166,40 @@ SIMT_M128N32 = Variant("simt_m128n32", Simt(128, 32, 8, k_unroll=2), Sm70Sync(),
 REGISTRY.register(SIMT_M64N64)
 REGISTRY.register(SIMT_M128N32)
 
-# "sm90": Hopper's algorithm (TMA producer warp + warpgroup MMA consumers, FlashAttention-3's roles), sm_90a only.
-# Contiguous KV, no varlen / packed GQA yet (the kernel object refuses them).
+# "sm90": Hopper's algorithm (TMA producer warp + warpgroup-MMA consumer warp groups, FlashAttention-3's roles),
+# sm_90a only; the default for prefill on an sm_90 GPU (see :func:`default_configs`). Contiguous KV, no varlen /
+# packed GQA / paged cache yet (the kernel object refuses them; those calls keep the sm80 variants). Tiles from
+# benchmarks/results/h200/sweep_sm90_*.json (H200, bf16, b·s = 16k, s 2k and 8k, TFLOP/s):
+# d64: 192x128 (3 consumer groups) 406-513 full vs 370-437 for 128x128, though at 160 registers per consumer it
+#      spills a few dozen values (budget below); causal s2k is the exception (287 vs 261).
+# d128: 128x128; 128x112 and 128x176 slower (585 vs 548 / 432 at s2k); turns between groups within noise.
+# d256: 128x80 (694-778 full) over 128x64 (665-758) and 128x48 with 3 stages (599-651); FA4 runs d256 without turns,
+#      which measured within noise here, so the turns stay on.
+# d96 and d192 were not swept: the next tile shapes down from their neighbours.
+SM90_SASS_TARGETS = ("sm_90a",)
 
 
-def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stages: int = 2, **knobs) -> Variant:
+def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stages: int = 2, spill_budget: int = 0,
+          **knobs) -> Variant:
     return Variant(name, Wgmma(tile_m, tile_n), Sm90WarpSpecialized(stages, **knobs), config="sm90",
-                   head_dims=head_dims)
+                   head_dims=head_dims, targets=SM90_SASS_TARGETS, spill_budget=spill_budget)
 
 
-SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,))
+def _prefill(d: AttnDesc) -> bool:
+    """Calls the sm90 variants take: query tiles of 128+ rows worth computing, a contiguous cache."""
+    return d.seqlen_q > 64 and d.block_size == 0
+
+
+SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,), spill_budget=64)
 SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
 SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))
 SM90_M128N80 = _sm90("sm90_m128n80", 128, 80, (192, 256))
-REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64)
-REGISTRY.register(SM90_M128N128)
-REGISTRY.register(SM90_M128N112)
-REGISTRY.register(SM90_M128N80)
+REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _prefill(d))
+REGISTRY.register(SM90_M128N128, _prefill)
+REGISTRY.register(SM90_M128N112, _prefill)
+REGISTRY.register(SM90_M128N80, _prefill)
+
+
+def default_configs(target: str) -> tuple[str, ...]:
+    """Configs tried in order when a call names none: on sm_90a the Hopper variants first, then sm80's."""
+    return ("sm90", DEFAULT_CONFIG) if target in SM90_SASS_TARGETS else (DEFAULT_CONFIG,)

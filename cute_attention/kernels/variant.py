@@ -37,6 +37,8 @@ class Variant:
     # PackGQA: one CTA serves all query heads of a KV head, their (token, head) rows packed into the tile's M
     # (heads-into-M, FlashAttention-3's PackGQA; TurboMind's decode CTA_H): K/V are read once per KV head
     pack_gqa: bool = False
+    # compile targets the variant's instructions exist on (None: every target); the catalogue builds it only there
+    targets: tuple[str, ...] | None = None
 
     def describe(self) -> str:
         return (f"{self.config}: {self.impl.describe()}; {self.mainloop.describe()}; {self.kv_cache.name} KV"

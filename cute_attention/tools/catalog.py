@@ -47,6 +47,8 @@ class CatalogEntry:
 def catalog_keys(target: str, dtype: str = "bfloat16", variants=None):
     """One representative compile per (variant, head dim): causal mask and LSE on (the fullest kernel)."""
     for v in variants or REGISTRY.variants():
+        if v.targets is not None and target not in v.targets:
+            continue
         for d in v.head_dims:
             dt = dtype if dtype in v.dtypes else v.dtypes[0]
             yield CompileKey.of(AttentionParams(v, dt, d, MaskSpec(has_left=False, has_right=True), True), target)
@@ -61,7 +63,7 @@ def promise_violations(key: CompileKey, stats) -> list[str]:
     forms = stats.variants("HMMA")
     if impl.mma_sass is not None and (not forms or any(not f.startswith(impl.mma_sass) for f in forms)):
         out.append(f"MMA forms {forms}, promised {impl.mma_sass}")
-    if stats.count("HGMMA"):
+    if stats.count("HGMMA") and "HGMMA" not in impl.sass_required:
         out.append("HGMMA present")
     for op in (*impl.sass_required, *variant.mainloop.sass_required):
         if stats.count(op) == 0:
