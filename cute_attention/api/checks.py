@@ -189,7 +189,7 @@ def resolve_variant(variant, desc: AttnDesc, config: str | None, target: str | N
     if config is not None and config not in REGISTRY.configs():
         raise ValueError(f"config {config!r} is not registered; known: {REGISTRY.configs()}")
     if variant is None:
-        configs = (config,) if config is not None else default_configs(target) if target else (DEFAULT_CONFIG,)
+        configs = (config,) if config is not None else default_configs(target, desc) if target else (DEFAULT_CONFIG,)
         chosen, errors = None, []
         for c in configs:
             try:

@@ -185,21 +185,24 @@ def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stage
                    head_dims=head_dims, targets=SM90_SASS_TARGETS, spill_budget=spill_budget)
 
 
-def _prefill(d: AttnDesc) -> bool:
-    """Calls the sm90 variants take: query tiles of 128+ rows worth computing, a contiguous cache."""
-    return d.seqlen_q > 64 and d.block_size == 0
+def _contiguous(d: AttnDesc) -> bool:
+    """Calls the sm90 variants take: a contiguous KV cache (paged caches are not built for them yet)."""
+    return d.block_size == 0
 
 
 SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,), spill_budget=64)
 SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
 SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))
 SM90_M128N80 = _sm90("sm90_m128n80", 128, 80, (192, 256))
-REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _prefill(d))
-REGISTRY.register(SM90_M128N128, _prefill)
-REGISTRY.register(SM90_M128N112, _prefill)
-REGISTRY.register(SM90_M128N80, _prefill)
+REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _contiguous(d))
+REGISTRY.register(SM90_M128N128, _contiguous)
+REGISTRY.register(SM90_M128N112, _contiguous)
+REGISTRY.register(SM90_M128N80, _contiguous)
 
 
-def default_configs(target: str) -> tuple[str, ...]:
-    """Configs tried in order when a call names none: on sm_90a the Hopper variants first, then sm80's."""
-    return ("sm90", DEFAULT_CONFIG) if target in SM90_SASS_TARGETS else (DEFAULT_CONFIG,)
+def default_configs(target: str, desc: AttnDesc) -> tuple[str, ...]:
+    """Configs tried in order when a call names none: on sm_90a the Hopper variants first for prefill (more than 64
+    query rows: shorter queries keep the sm80 decode tiles of 16-64 rows), then sm80's."""
+    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64:
+        return ("sm90", DEFAULT_CONFIG)
+    return (DEFAULT_CONFIG,)
