@@ -111,13 +111,13 @@ class WgmmaImpl:
     def tiled_mma_qk(self) -> cute.TiledMma:
         """(tile_m, tile_n) = Q (K-major, smem) · K (K-major, smem)ᵀ, one 64-row atom per consumer warp group."""
         return sm90_helpers.make_trivial_tiled_mma(
-            self.dtype, self.dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.K, Float32,
+            self.dtype, self.dtype, cute.nvgpu.OperandMajorMode.K, cute.nvgpu.OperandMajorMode.K, Float32,
             atom_layout_mnk=(self.consumer_wgs, 1, 1), tiler_mn=(WGMMA_M, self.tile_n))
 
     def tiled_mma_pv(self) -> cute.TiledMma:
         """(tile_m, head_dim) += P (registers) · V (MN-major, smem)."""
         return sm90_helpers.make_trivial_tiled_mma(
-            self.dtype, self.dtype, warpgroup.OperandMajorMode.K, warpgroup.OperandMajorMode.MN, Float32,
+            self.dtype, self.dtype, cute.nvgpu.OperandMajorMode.K, cute.nvgpu.OperandMajorMode.MN, Float32,
             atom_layout_mnk=(self.consumer_wgs, 1, 1), tiler_mn=(WGMMA_M, self.head_dim),
             a_source=warpgroup.OperandSource.RMEM)
 
