@@ -85,7 +85,7 @@ class WgmmaState:
 class WgmmaImpl:
     """The warpgroup-MMA Impl for one dtype and head dim."""
 
-    mma_sass = None
+    mma_sass = "HGMMA.64"  # every warpgroup MMA is m64; N and K vary with the tile
     sass_required = ("HGMMA",)
     sass_forbidden = ("LDSM",)
     q_in_regs = False

@@ -60,7 +60,7 @@ def promise_violations(key: CompileKey, stats) -> list[str]:
     variant = key.params.variant
     impl = key.params.build(key.target).impl
     out = []
-    forms = stats.variants("HMMA")
+    forms = stats.variants("HMMA") + stats.variants("HGMMA")
     if impl.mma_sass is not None and (not forms or any(not f.startswith(impl.mma_sass) for f in forms)):
         out.append(f"MMA forms {forms}, promised {impl.mma_sass}")
     if stats.count("HGMMA") and "HGMMA" not in impl.sass_required:
