@@ -74,7 +74,7 @@ def q_ops():
     return run
 
 
-def varlen(splits=1, h=4, hkv=2, d=128):
+def varlen(splits=1, h=4, hkv=2, d=128, config="sm80"):
     from cute_attention import attention_varlen
 
     def run():
@@ -83,7 +83,8 @@ def varlen(splits=1, h=4, hkv=2, d=128):
         cu_k = torch.tensor([0, 9, 9, 142, 442], device="cuda", dtype=torch.int32)
         q = torch.randn(sum(lens_q), h, d, device="cuda", dtype=torch.bfloat16)
         k, v = (torch.randn(sum(lens_k), hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        out, lse = attention_varlen(q, k, v, cu_q, cu_k, 77, 300, causal=True, return_lse=True, num_splits=splits)
+        out, lse = attention_varlen(q, k, v, cu_q, cu_k, 77, 300, causal=True, return_lse=True, num_splits=splits,
+                                   config=config)
         for b in range(4):
             q0, q1, k0, k1 = cu_q[b].item(), cu_q[b + 1].item(), cu_k[b].item(), cu_k[b + 1].item()
             if q1 > q0:
@@ -107,8 +108,11 @@ CASES = {
     "prefill_sm90_window_split": prefill(variant="sm90_m128n128", window_size=(40, 7), num_splits=3),
     "prefill_sm90_d64_3groups": prefill(variant="sm90_m192n128", causal=True, d=64),
     "prefill_sm90_d256": prefill(variant="sm90_m128n80", dtype=torch.float16, d=256),
+    "prefill_sm90_d192": prefill(variant="sm90_m128n112", causal=True, d=192),
     "varlen": varlen(),
     "varlen_split_packed": varlen(splits=3, h=8, hkv=1),
+    "varlen_sm90": varlen(config="sm90"),
+    "varlen_sm90_split_gqa": varlen(splits=3, h=8, hkv=1, d=64, config="sm90"),
 }
 
 

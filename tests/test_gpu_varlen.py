@@ -7,7 +7,7 @@ both dtypes and every head dim; poisoned outputs; bad offsets raise before any l
 
 import pytest
 import torch
-from test_gpu_attention import rand
+from test_gpu_attention import rand, skip_unless_runnable
 
 from cute_attention import flash_attn_varlen_func
 from cute_attention.api.varlen import attention_varlen
@@ -53,10 +53,12 @@ def ragged_lengths(gen, batch, low, high):
     return lens
 
 
+@pytest.mark.parametrize("config", ["sm80", "sm90"])
 @pytest.mark.parametrize("d", ALL_HEAD_DIMS, ids=[f"d{d}" for d in ALL_HEAD_DIMS])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp16", "bf16"])
 @pytest.mark.parametrize("num_splits", [1, 3], ids=["split1", "split3"])
-def test_varlen_matches_per_sequence_reference(d, dtype, num_splits):
+def test_varlen_matches_per_sequence_reference(config, d, dtype, num_splits):
+    skip_unless_runnable(config)
     gen = torch.Generator().manual_seed(d * 7 + num_splits)
     # zero-length and length-1 sequences on both sides, sq != sk, a long one
     lens_q = [0, 1, 37, 130, 1, 200] + ragged_lengths(gen, 3, 65, 300)
@@ -66,7 +68,8 @@ def test_varlen_matches_per_sequence_reference(d, dtype, num_splits):
         q, k, v, cu_q, cu_k = make_batch(lens_q, lens_k, h, hkv, d, dtype)
         out = torch.full_like(q, POISON)
         res, lse = attention_varlen(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=causal,
-                                    window_size=window, return_lse=True, out=out, num_splits=num_splits)
+                                    window_size=window, return_lse=True, out=out, num_splits=num_splits,
+                                    config=config)
         assert res is out and lse.shape == (h, q.shape[0]) and lse.dtype == torch.float32
         check_batch(out, lse, q, k, v, lens_q, lens_k, causal, window)
 

@@ -4,7 +4,8 @@ mbarrier's transaction count.
 The host half (:meth:`TmaTiles.make`, inside the kernel object's ``@cute.jit`` launch) builds one TMA atom and
 coordinate tensor per operand from the BSHD tensors; the device half (:meth:`TmaTiles.partition`) cuts them into
 one CTA's tiles. A TMA copy is issued by one thread and needs no row predicates: rows past the tensor's end land
-as zeros.
+as zeros. A varlen sequence's tiles start at its first packed row; rows past its end are the next sequence's (or
+zeros), which the masks and the epilogue's row bounds keep out of the result.
 """
 
 from __future__ import annotations
@@ -60,10 +61,13 @@ class TmaTiles:
     @staticmethod
     @cute.jit
     def partition(op: TmaOperand, head, batch, s: cute.Tensor, rows: cutlass.Constexpr,
-                  head_dim: cutlass.Constexpr) -> TmaTilePartition:
-        """``(rows, head_dim)`` tiles of (``head``, ``batch``) into ``s``: ``(rows, head_dim, stages)``."""
+                  head_dim: cutlass.Constexpr, row_offset=0) -> TmaTilePartition:
+        """``(rows, head_dim)`` tiles of (``head``, ``batch``) into ``s``: ``(rows, head_dim, stages)``; tile 0 starts
+        at row ``row_offset`` (a varlen sequence's first row in the packed tensor)."""
+        # (seqlen, head_dim) from row_offset on
+        m = cute.domain_offset((row_offset, 0), op.coords[None, None, head, batch])
         # (rows, head_dim, tiles)
-        g = cute.local_tile(op.coords[None, None, head, batch], (rows, head_dim), (None, 0))
+        g = cute.local_tile(m, (rows, head_dim), (None, 0))
         dst, src = cpasync.tma_partition(op.atom, 0, cute.make_layout(1), cute.group_modes(s, 0, 2),
                                          cute.group_modes(g, 0, 2))
         return TmaTilePartition(op.atom, src, dst)

@@ -25,7 +25,6 @@ from cute_attention.api.checks import (
     check_qkv,
     check_strides,
     check_tensor,
-    refuse_warp_specialized,
     resolve_variant,
     strides_ok,
 )
@@ -133,8 +132,7 @@ def _plan(q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     desc = AttnDesc(head_dim, dtype, max_seqlen_q, max(max_seqlen_k, 1), causal, left >= 0 or right >= 0,
                     nheads // nheads_kv)
-    chosen = resolve_variant(variant, desc, config)
-    refuse_warp_specialized(chosen, "varlen")
+    chosen = resolve_variant(variant, desc, config, launcher.target())
     copies = tuple(not strides_ok(t) for t in (q, k, v))
     params = AttentionParams(chosen, dtype, head_dim, mask, with_lse=return_lse, varlen=True,
                              softmax_scale=softmax_scale, window_left=max(left, 0), window_right=max(right, 0))

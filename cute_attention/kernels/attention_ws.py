@@ -14,6 +14,9 @@ warp groups 1.. are the consumers, 64 query rows each. The epilogue runs on the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import cutlass
 import cutlass.cute as cute
 from cutlass import Int32, pipeline
@@ -33,6 +36,18 @@ from cute_attention.kernels.tile_work import locate_work
 EPILOGUE_BARRIER = 1  # named barrier of the consumer threads (0 is the whole CTA's)
 # registers per thread (producer, consumer) by consumer warp groups: the producer issues TMA only
 REGISTERS = {1: (56, 256), 2: (24, 240), 3: (32, 160)}
+
+
+@dataclass(frozen=True)
+class CtaShared:
+    """One CTA's shared tiles (Q ``(tile_m, d, 1)``, K and V ``(tile_n, d, stages)``) and the pipelines over them."""
+
+    sQ: Any
+    sK: Any
+    sV: Any
+    pipe_q: Any
+    pipe_k: Any
+    pipe_v: Any
 
 
 class AttentionKernelWS:
@@ -85,8 +100,8 @@ class AttentionKernelWS:
             return f"dtype {p.dtype} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
-        for feature, used in (("a paged KV cache", self.kv_cache.paged), ("varlen", p.varlen),
-                              ("packed GQA", self.variant.pack_gqa), ("prologue ops on Q", bool(p.q_ops)),
+        for feature, used in (("a paged KV cache", self.kv_cache.paged), ("packed GQA", self.variant.pack_gqa),
+                              ("prologue ops on Q", bool(p.q_ops)),
                               ("per-sequence KV lengths", self.kv_cache.seqlens)):
             if used:
                 return f"{feature} is not built for the warp-specialized kernel yet"
@@ -104,8 +119,12 @@ class AttentionKernelWS:
         tma_q = TmaTiles.make(mQ, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
         tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim)
         tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim)
-        num_q_tiles, grid_heads = query_grid(mQ.shape[1], mQ.shape[2], mK.shape[2], self.tile_m, False)
-        grid = self.cta_map.grid(num_q_tiles, grid_heads, mQ.shape[0], num_splits)
+        seqlen_q, batch = mQ.shape[1], mQ.shape[0]
+        if cutlass.const_expr(self.params.varlen):
+            # a tile per max_seqlen_q rows of every sequence; CTAs past a sequence's end exit at once
+            seqlen_q, batch = args.max_seqlen_q, args.mCuSeqlensQ.shape[0] - 1
+        num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, False)
+        grid = self.cta_map.grid(num_q_tiles, grid_heads, batch, num_splits)
         self.kernel(args, tma_q.atom, tma_q.coords, tma_k.atom, tma_k.coords, tma_v.atom, tma_v.coords,
                     num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl,
@@ -136,59 +155,81 @@ class AttentionKernelWS:
             consumer_group=consumer_warps, tx_count=tile_bytes, defer_sync=True)
         cute.arch.mbarrier_init_fence()
         ql, kvl = impl.smem_layout(self.tile_m, 1), impl.kv_layout(self.stages)
-        sQ = storage.q.get_tensor(ql.outer, swizzle=ql.inner, dtype=self.dtype)
-        sK = storage.k.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype)
-        sV = storage.v.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype)
+        cta = CtaShared(sQ=storage.q.get_tensor(ql.outer, swizzle=ql.inner, dtype=self.dtype),
+                        sK=storage.k.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype),
+                        sV=storage.v.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype),
+                        pipe_q=pipe_q, pipe_k=pipe_k, pipe_v=pipe_v)
+        tma = (TmaOperand(atom_q, tQ), TmaOperand(atom_k, tK), TmaOperand(atom_v, tV))
         cute.arch.sync_threads()
         if cutlass.const_expr(self.pdl):
             # global memory is touched only after the previous kernel on the stream finished
             cute.arch.griddepcontrol_wait()
             cute.arch.griddepcontrol_launch_dependents()
-        work = locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
-                           self.head_dim, self.mask, False, self.split_kv, False)
+        work = self.locate(args, num_q_tiles, num_splits)
+        if cutlass.const_expr(self.params.varlen):
+            if work.q_start < work.rows_q:  # the grid is sized for the longest sequence
+                self.roles(args, work, num_q_tiles, num_splits, warp, cta, tma)
+        else:
+            self.roles(args, work, num_q_tiles, num_splits, warp, cta, tma)
+
+    @cute.jit
+    def locate(self, args, num_q_tiles: Int32, num_splits: Int32):
+        return locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
+                           self.head_dim, self.mask, False, self.split_kv, self.params.varlen)
+
+    @cute.jit
+    def roles(self, args, work, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
+        """Warp group 0 produces (its warp 0 issues the copies), the others consume."""
         if warp < 4:
             cute.arch.setmaxregister_decrease(self.producer_regs)
             if warp == 0:
-                self.produce(work, sQ, sK, sV, atom_q, tQ, atom_k, tK, atom_v, tV, pipe_q, pipe_k, pipe_v)
+                self.produce(work, cta, tma)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             tidx, _, _ = cute.arch.thread_idx()
-            self.consume(args, work, tidx - WARPGROUP, sQ, sK, sV, pipe_q, pipe_k, pipe_v)
+            self.consume(args, work, num_q_tiles, num_splits, tidx - WARPGROUP, cta)
 
     @cute.jit
-    def produce(self, work, sQ, sK, sV, atom_q, tQ, atom_k, tK, atom_v, tV, pipe_q, pipe_k, pipe_v):
+    def produce(self, work, cta: CtaShared, tma: tuple):
         """The producer warp: Q once, then K and V tiles in walk order."""
+        op_q, op_k, op_v = tma
+        # varlen: the descriptors see the packed tensors (batch 1); tiles start at the sequence's first row
+        batch = 0 if cutlass.const_expr(self.params.varlen) else work.batch
         # (TMA, tiles) -> (TMA, stages)
-        q = TmaTiles.partition(TmaOperand(atom_q, tQ), work.head, work.batch, sQ, self.tile_m, self.head_dim)
-        k = TmaTiles.partition(TmaOperand(atom_k, tK), work.kv_head, work.batch, sK, self.tile_n, self.head_dim)
-        v = TmaTiles.partition(TmaOperand(atom_v, tV), work.kv_head, work.batch, sV, self.tile_n, self.head_dim)
+        q = TmaTiles.partition(op_q, work.head, batch, cta.sQ, self.tile_m, self.head_dim, work.q_offset)
+        k = TmaTiles.partition(op_k, work.kv_head, batch, cta.sK, self.tile_n, self.head_dim, work.k_offset)
+        v = TmaTiles.partition(op_v, work.kv_head, batch, cta.sV, self.tile_n, self.head_dim, work.k_offset)
 
         def load_q(state):
-            q.copy(work.q_tile, 0, pipe_q.producer_get_barrier(state))
+            q.copy(work.q_tile, 0, cta.pipe_q.producer_get_barrier(state))
 
         def load_k(n, state):
-            k.copy(n, state.index, pipe_k.producer_get_barrier(state))
+            k.copy(n, state.index, cta.pipe_k.producer_get_barrier(state))
 
         def load_v(n, state):
-            v.copy(n, state.index, pipe_v.producer_get_barrier(state))
+            v.copy(n, state.index, cta.pipe_v.producer_get_barrier(state))
 
-        self.mainloop.produce(work.sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v)
+        self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v)
 
     @cute.jit
-    def consume(self, args, work, tidx, sQ, sK, sV, pipe_q, pipe_k, pipe_v):
+    def consume(self, args, work, num_q_tiles: Int32, num_splits: Int32, tidx, cta: CtaShared):
         """A consumer thread: wait for Q, walk the KV tiles, then the epilogue."""
         impl = self.impl
-        st = impl.make_state(tidx, sQ[None, None, 0], sK, sV)
+        sQ = cta.sQ[None, None, 0]
+        st = impl.make_state(tidx, sQ, cta.sK, cta.sV)
         acc_O = impl.make_acc_O(st)
         softmax = impl.make_softmax(args.scale_log2, acc_O)
         total = work.sched.n_hi - work.sched.n_lo
         if total > 0:
-            pipe_q.consumer_wait(ring_state(Int32(0), 1, False))
+            cta.pipe_q.consumer_wait(ring_state(Int32(0), 1, False))
         a = WsMainloopArgs(
-            impl=impl, st=st, softmax=softmax, acc_O=acc_O, tOrP=impl.make_p(st), pipe_k=pipe_k, pipe_v=pipe_v,
+            impl=impl, st=st, softmax=softmax, acc_O=acc_O, tOrP=impl.make_p(st), pipe_k=cta.pipe_k, pipe_v=cta.pipe_v,
             sched=work.sched, q_start=work.q_start, seqlen_q=work.seqlen_q, seqlen_k=work.seqlen_k,
             window_left=args.window_left, window_right=args.window_right, mask=self.mask,
             wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group)
         self.mainloop.consume(a)
+        if cutlass.const_expr(self.params.varlen):
+            # the sequence's rebased views again (two cu_seqlens reads) rather than held in registers across the walk
+            work = self.locate(args, num_q_tiles, num_splits)
         lse = self.epilogue.normalize(st, softmax, acc_O, None)
-        self.epilogue.write(tidx, st, acc_O, lse, sQ[None, None, 0], work.mO, work.mLSE, work)
+        self.epilogue.write(tidx, st, acc_O, lse, sQ, work.mO, work.mLSE, work)

@@ -43,6 +43,10 @@ class TileWork:
     mV: Any
     mO: Any
     mLSE: Any
+    # varlen: the packed rows where this sequence's queries and keys start (0 otherwise), for copies that index the
+    # unrebased tensors (TMA descriptors are made on the host from the whole packed tensor)
+    q_offset: Any = 0
+    k_offset: Any = 0
 
 
 @cute.jit
@@ -56,10 +60,12 @@ def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlas
     mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     seqlen_q = mQ.shape[1]
     seqlen_k = mK.shape[1]
+    q_offset = k_offset = 0
     if cutlass.const_expr(varlen):
         views = ragged_views(mQ, mK, mV, mO, mLSE, args.mCuSeqlensQ, args.mCuSeqlensK, batch, split_kv)
         mQ, mK, mV, mO, mLSE = views.mQ, views.mK, views.mV, views.mO, views.mLSE
         seqlen_q, seqlen_k = views.seqlen_q, views.seqlen_k
+        q_offset, k_offset = views.q_offset, views.k_offset
     if cutlass.const_expr(kv_cache.seqlens):
         # lengths come from the device unchecked: clamp to the cache's capacity so no read leaves it
         seqlen_k = cutlass.max(cutlass.min(args.mSeqlensK[batch], kv_cache.capacity(mK, args.mPageTable)), 0)
@@ -82,4 +88,4 @@ def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlas
         sched = split_schedule(sched, split, num_splits)
     return TileWork(q_tile=q_tile, head=head, batch=batch, split=split, kv_head=kv_head, q_start=q_start,
                     seqlen_q=seqlen_q, seqlen_k=seqlen_k, rows_q=rows_q, group=group, q_rows=q_rows, o_rows=o_rows,
-                    sched=sched, mQ=mQ, mK=mK, mV=mV, mO=mO, mLSE=mLSE)
+                    sched=sched, mQ=mQ, mK=mK, mV=mV, mO=mO, mLSE=mLSE, q_offset=q_offset, k_offset=k_offset)

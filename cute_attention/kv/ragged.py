@@ -45,6 +45,8 @@ class RaggedViews:
     mLSE: Any
     seqlen_q: Any
     seqlen_k: Any
+    q_offset: Any  # packed row of the sequence's first query (TMA copies index the packed tensors from it)
+    k_offset: Any
 
 
 @cute.jit
@@ -61,4 +63,4 @@ def ragged_views(mQ, mK, mV, mO, mLSE, mCuSeqlensQ, mCuSeqlensK, batch, split_kv
     vLSE = mLSE
     if cutlass.const_expr(mLSE is not None):
         vLSE = rebase(mLSE, o_batch, o_batch + 2, q_start)
-    return RaggedViews(vQ, vK, vV, vO, vLSE, seqlen_q, seqlen_k)
+    return RaggedViews(vQ, vK, vV, vO, vLSE, seqlen_q, seqlen_k, q_start, k_start)
