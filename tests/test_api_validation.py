@@ -76,10 +76,10 @@ def test_every_config_is_registered_and_finds_its_own_variants():
 
 def test_hopper_defaults_to_sm90_for_prefill_only():
     """On sm_90a a call naming no config takes the sm90 variant for prefill and falls back to sm80 where no sm90
-    variant applies (decode rows, a paged cache); other targets never see sm90; a forced sm90 variant on another
-    target, or with a KV cache, is refused by name."""
-    from cute_attention import REGISTRY, AttnDesc
-    from cute_attention.api.checks import refuse_warp_specialized, resolve_variant
+    variant applies (decode rows); other targets never see sm90; a forced sm90 variant on another target is refused
+    by name."""
+    from cute_attention import AttnDesc
+    from cute_attention.api.checks import resolve_variant
 
     for d in (64, 96, 128, 192, 256):
         prefill = AttnDesc(d, "bfloat16", 1000, 1000, True, False)
@@ -90,8 +90,6 @@ def test_hopper_defaults_to_sm90_for_prefill_only():
                                "sm_90a").config == "sm80"
     with pytest.raises(ValueError, match="sm_90a only"):
         resolve_variant("sm90_m128n128", AttnDesc(128, "bfloat16", 1000, 1000, False, False), None, "sm_80")
-    with pytest.raises(NotImplementedError, match="a KV cache"):
-        refuse_warp_specialized(REGISTRY.get("sm90_m128n128"), "a KV cache")
 
 
 def test_decode_choice_follows_group_rows_and_block_size():

@@ -8,7 +8,7 @@ heuristic, both dtypes.
 
 import pytest
 import torch
-from test_gpu_attention import rand
+from test_gpu_attention import rand, skip_unless_runnable
 
 from cute_attention import attention_with_kvcache
 from cute_attention.kv import PAGED_BLOCK_SIZES
@@ -69,6 +69,60 @@ def test_paged_matches_gathered_reference(block_size, sq):
                 except AssertionError as e:
                     raise AssertionError(f"bs={bs} sq={sq} h={nheads}/{nheads_kv} splits={splits} "
                                          f"causal={causal} w={window}: {e}") from None
+
+
+def poison_unheld_rows(k_cache, v_cache, table, lengths):
+    """NaN in every cache row no sequence holds (rows past a length, blocks no table row names): a kernel that lets
+    one into a result (P = 0 does not cancel NaN in P·V) fails the comparison."""
+    held = torch.zeros(k_cache.shape[:2], dtype=torch.bool, device="cuda")
+    for b, n in enumerate(lengths):
+        t = torch.arange(n, device="cuda")
+        if table is None:
+            held[b, t] = True
+        else:
+            bs = k_cache.shape[1]
+            held[table[b, t // bs].long(), t % bs] = True
+    k_cache[~held] = float("nan")
+    v_cache[~held] = float("nan")
+
+
+@pytest.mark.parametrize("config", ["sm80", "sm90"])
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_cache_config_matches_reference_and_ignores_unheld_rows(config, d, dtype):
+    """Each config over paged caches (blocks smaller than, equal to and larger than its KV tile) and a contiguous
+    cache with lengths: decode and prefill rows, GQA, lengths at block boundaries ± 1, split counts 1 / heuristic,
+    causal / full / window; every row no sequence holds is NaN."""
+    skip_unless_runnable(config)
+    lengths = [1, 15, 17, 64, 129, 700]
+    nheads, nheads_kv = 8, 2
+    for block_size in (16, 64, 256, None):
+        if block_size is None:
+            cap = max(lengths) + 5
+            table = None
+            k_cache, v_cache = (rand(len(lengths), cap, nheads_kv, d, dtype=dtype) for _ in range(2))
+            ks = [k_cache[b : b + 1, :n].clone() for b, n in enumerate(lengths)]
+            vs = [v_cache[b : b + 1, :n].clone() for b, n in enumerate(lengths)]
+        else:
+            k_cache, v_cache, table = make_paged(lengths, block_size, nheads_kv, d, dtype)
+            ks = [gather(k_cache, table[b], n) for b, n in enumerate(lengths)]
+            vs = [gather(v_cache, table[b], n) for b, n in enumerate(lengths)]
+        poison_unheld_rows(k_cache, v_cache, table, lengths)
+        seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+        for sq in (1, 150):
+            q = rand(len(lengths), sq, nheads, d, dtype=dtype)
+            for splits in (1, 0):
+                for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (False, (50, 0))]:
+                    out = torch.full_like(q, float("nan"))
+                    got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
+                                                      window_size=window, num_splits=splits, return_lse=True,
+                                                      out=out, config=config)
+                    ctx = f"{config} bs={block_size} sq={sq} splits={splits} causal={causal} w={window}"
+                    assert got.data_ptr() == out.data_ptr() and not torch.isnan(got).any(), ctx
+                    try:
+                        check_rows(got, lse, q, ks, vs, causal, window)
+                    except AssertionError as e:
+                        raise AssertionError(f"{ctx}: {e}") from None
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -170,8 +224,8 @@ def test_decode_head_groups(group, block_size, monkeypatch):
 
     chosen = []
 
-    def spy(variant, desc, config):
-        chosen.append(resolve(variant, desc, config))
+    def spy(variant, desc, config, target=None):
+        chosen.append(resolve(variant, desc, config, target))
         return chosen[-1]
 
     resolve = kvcache.resolve_variant

@@ -8,6 +8,8 @@ from cute_attention.core.index_math import (
     ceil_div,
     key_visible,
     kv_tile_schedule,
+    paged_box,
+    paged_slot,
     turbomind_mask_iter_back,
 )
 
@@ -143,3 +145,20 @@ def test_packed_schedule_runs_on_dsl_integers():
 
     cute.compile(trace, cutlass.Int32(5), cutlass.Int32(700), cutlass.Int32(4))
     assert seen["types"] and all("Int" in t for t in seen["types"])
+
+
+@pytest.mark.parametrize("tile_n", [64, 128])
+@pytest.mark.parametrize("block_size", [16, 32, 64, 128, 256])
+def test_paged_boxes_cover_each_tile_row_by_row(tile_n, block_size):
+    """Every row of every KV tile, moved as TMA boxes of min(block, tile) rows, lands where the row-by-row rule
+    (``paged_slot``) puts it: box j of tile n is block-table entry e, box b of that block, and its row i is
+    physical row b * box_rows + i of block table[e]."""
+    box_rows = min(block_size, tile_n)
+    table = list(range(97, 97 - 12, -1))  # a permuted-looking block table, 12 blocks
+    for n in range(len(table) * block_size // tile_n):
+        for j in range(tile_n // box_rows):
+            entry, box = paged_box(n * tile_n + j * box_rows, box_rows, block_size)
+            assert 0 <= box < max(1, block_size // box_rows)
+            for i in range(box_rows):
+                token = n * tile_n + j * box_rows + i
+                assert (table[entry], box * box_rows + i) == paged_slot(table, token, block_size)

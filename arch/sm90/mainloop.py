@@ -48,6 +48,9 @@ class WsMainloopArgs:
     mask: Any
     wg: Any  # this consumer warp group
     group: Any = 1
+    # run by every consumer thread once the V tile of walk step 0 landed, before any P·V reads it, with its slot
+    # (a KV cache zeroes its rows past the sequence's keys there); None: nothing to do
+    v_ready: Any = None
 
 
 def ring_state(t, stages: int, producer: bool) -> PipelineState:
@@ -177,6 +180,8 @@ class Sm90WarpSpecialized:
             a.softmax.rescale(impl.rows_cols_view(a.acc_O), alpha)
             impl.convert_p(acc_S, a.tOrP)
             a.pipe_v.consumer_wait(sk)
+            if cutlass.const_expr(is_first and a.v_ready is not None):
+                a.v_ready(sk.index)
             impl.issue_pv(a.st, a.tOrP, a.acc_O, sk.index)
             impl.wait(0)
             a.pipe_v.consumer_release(sk)
@@ -189,6 +194,11 @@ class Sm90WarpSpecialized:
             a.pipe_k.consumer_release(sk)
             self.scores(a, acc_S, t, mask, True)
             impl.convert_p(acc_S, a.tOrP)
+            if cutlass.const_expr(a.v_ready is not None):
+                # V of step 0 is first read by step 1's P·V (or the tail's): ready it while that is still ahead
+                sv = ring_state(t, self.stages, False)
+                a.pipe_v.consumer_wait(sv)
+                a.v_ready(sv.index)
         else:
             sv = ring_state(t - 1, self.stages, False)
             a.pipe_k.consumer_wait(sk)

@@ -4,8 +4,10 @@ mbarrier's transaction count.
 The host half (:meth:`TmaTiles.make`, inside the kernel object's ``@cute.jit`` launch) builds one TMA atom and
 coordinate tensor per operand from the BSHD tensors; the device half (:meth:`TmaTiles.partition`) cuts them into
 one CTA's tiles. A TMA copy is issued by one thread and needs no row predicates: rows past the tensor's end land
-as zeros. A varlen sequence's tiles start at its first packed row; rows past its end are the next sequence's (or
-zeros), which the masks and the epilogue's row bounds keep out of the result.
+as zeros. A paged cache's tile is one copy from its block when a block holds whole tiles, else one copy per block
+(:func:`~cute_attention.core.index_math.paged_box`). A varlen sequence's tiles start at its first packed row; rows
+past its end are the next sequence's (or zeros), which the masks and the epilogue's row bounds keep out of the
+result. Rows of a cache past a sequence's length hold anything: the kernel zeroes them in V's shared tile.
 """
 
 from __future__ import annotations
@@ -46,11 +48,17 @@ class TmaTiles:
     """TMA loads of ``(rows, head_dim)`` tiles of a BSHD tensor into a swizzled shared layout."""
 
     @staticmethod
-    def make(m: cute.Tensor, smem_layout, rows: int, head_dim: int) -> TmaOperand:
-        """Host side: the atom for one stage of ``smem_layout`` ``(rows, head_dim, stages)`` and the coordinates."""
-        atom, coords = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), seq_major(m),
-                                                   cute.select(smem_layout, mode=[0, 1]),
-                                                   (rows, head_dim))
+    def make(m: cute.Tensor, smem_layout, rows: int, head_dim: int, box_rows: int | None = None) -> TmaOperand:
+        """Host side: the atom for one stage of ``smem_layout`` ``(rows, head_dim, stages)`` and the coordinates.
+        With ``box_rows`` < ``rows`` one copy moves a ``(box_rows, head_dim)`` box into rows of a stage (a paged
+        cache's block smaller than the tile): the atom's shared layout is the first ``box_rows`` rows of the stage's,
+        which every box of whole swizzle periods (16+ rows) shares."""
+        stage = cute.select(smem_layout, mode=[0, 1])
+        box_rows = rows if box_rows is None else box_rows
+        if box_rows != rows:
+            stage = cute.composition(stage, cute.make_layout((box_rows, head_dim), stride=(1, rows)))
+        atom, coords = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), seq_major(m), stage,
+                                                   (box_rows, head_dim))
         return TmaOperand(atom, coords)
 
     @staticmethod
@@ -71,3 +79,17 @@ class TmaTiles:
         dst, src = cpasync.tma_partition(op.atom, 0, cute.make_layout(1), cute.group_modes(s, 0, 2),
                                          cute.group_modes(g, 0, 2))
         return TmaTilePartition(op.atom, src, dst)
+
+    @staticmethod
+    @cute.jit
+    def copy_box(op: TmaOperand, head, block, box, s: cute.Tensor, stage, j, box_rows: cutlass.Constexpr,
+                 head_dim: cutlass.Constexpr, barrier):
+        """A paged cache's box ``box`` of block ``block`` (``head``) into box ``j`` of ``s[None, None, stage]``,
+        completing on ``barrier`` (an atom made with ``box_rows``)."""
+        # (box_rows, head_dim, boxes per block)
+        g = cute.local_tile(op.coords[None, None, head, block], (box_rows, head_dim), (None, 0))
+        # (box_rows, head_dim, boxes per tile)
+        d = cute.local_tile(s[None, None, stage], (box_rows, head_dim), (None, 0))
+        dst, src = cpasync.tma_partition(op.atom, 0, cute.make_layout(1), cute.group_modes(d, 0, 2),
+                                         cute.group_modes(g, 0, 2))
+        cute.copy(op.atom, src[None, box], dst[None, j], tma_bar_ptr=barrier)

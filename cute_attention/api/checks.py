@@ -218,10 +218,3 @@ def resolve_variant(variant, desc: AttnDesc, config: str | None, target: str | N
     if desc.dtype not in chosen.dtypes:
         raise TypeError(f"variant {chosen.name} does not support dtype {desc.dtype} (has {chosen.dtypes})")
     return chosen
-
-
-def refuse_warp_specialized(chosen: Variant, what: str) -> None:
-    """``what`` (varlen, a KV cache) is not built for the warp-specialized sm90 kernels yet: say so by name."""
-    if chosen.mainloop.warp_specialized:
-        raise NotImplementedError(f"variant/config: {what} is not built for the warp-specialized {chosen.config} "
-                                  f"kernels yet ({chosen.name}); use config='sm80'")

@@ -27,7 +27,6 @@ from cute_attention.api.checks import (
     check_options,
     check_strides,
     check_tensor,
-    refuse_warp_specialized,
     resolve_variant,
     strides_ok,
 )
@@ -58,6 +57,7 @@ def attention_with_kvcache(
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     variant: Variant | str | None = None,
+    config: str | None = None,
     check_lengths: bool = False,
 ):
     """Attention of ``q (batch, seqlen_q, nheads, d)`` over a KV cache.
@@ -68,7 +68,9 @@ def attention_with_kvcache(
     ``k``/``v (batch, seqlen_new, nheads_kv, d)`` are written at positions ``cache_seqlens[b] ..`` first
     (``cache_seqlens`` itself is not updated). ``causal``/``window_size`` align bottom-right to each
     sequence's length. ``num_splits``: 0 = from occupancy (TurboMind's cost model), 1 = one pass.
-    ``variant`` forces a registered sm80-config variant (by name or object) instead of the registry's rule.
+    ``variant`` forces a variant (by name or object) instead of the registry's rule; ``config`` picks the registry's
+    choice within one config (default ``"sm80"``; ``"sm90"`` on sm_90 GPUs: the warp-specialized TMA kernels, which
+    read a paged cache by TMA, one copy per block when blocks are smaller than their KV tile).
     The lengths stay on the device: a length past the cache's capacity is clamped to it on the device and
     appended tokens past it are dropped. ``check_lengths=True`` reads them on the host first (one
     synchronization) and raises ``ValueError`` instead. Returns ``out`` or ``(out, lse)``.
@@ -76,19 +78,19 @@ def attention_with_kvcache(
     check_no_grad(("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("k", k), ("v", v))
     if torch.compiler.is_compiling():
         return ops.traced_kvcache(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal,
-                                  window_size, num_splits, return_lse, out, variant, check_lengths)
+                                  window_size, num_splits, return_lse, out, variant, config, check_lengths)
     sig = call_signature((q, k_cache, v_cache, cache_seqlens, block_table, k, v, out),
-                         (softmax_scale, causal, window_size, num_splits, return_lse, variant, check_lengths))
+                         (softmax_scale, causal, window_size, num_splits, return_lse, variant, config, check_lengths))
     plan = _PLANS.get(sig)
     if plan is None:
         plan = _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size,
-                     num_splits, return_lse, out, variant, check_lengths)
+                     num_splits, return_lse, out, variant, config, check_lengths)
         _PLANS.put(sig, plan)
     return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out)
 
 
 def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size, num_splits,
-          return_lse, out, variant, check_lengths) -> KVCachePlan:
+          return_lse, out, variant, config, check_lengths) -> KVCachePlan:
     """Validate one call signature (no tensor data involved) and choose its kernels and split count."""
     check_tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
     paged = block_table is not None
@@ -174,8 +176,9 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
                     block_size)
-    base = resolve_variant(variant, desc, DEFAULT_CONFIG if variant is None else None)
-    refuse_warp_specialized(base, "a KV cache")
+    if config is None and variant is None:
+        config = DEFAULT_CONFIG  # measured faster for decode; sm90 over a cache is chosen by name
+    base = resolve_variant(variant, desc, config, launcher.target())
     variant = with_kv_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     params = AttentionParams(variant, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,

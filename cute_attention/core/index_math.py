@@ -150,6 +150,13 @@ def paged_slot(block_table_row: Any, token: Int, block_size: int) -> tuple[Any, 
     return block_table_row[token // block_size], token % block_size
 
 
+def paged_box(row: Int, box_rows: int, block_size: int) -> tuple[Int, Int]:
+    """(block-table index, box inside that block) of the ``box_rows``-row box that starts at logical KV row ``row``:
+    TMA copies of a paged cache move boxes of ``min(block_size, tile_n)`` rows, one per tile when a block holds
+    whole tiles, else ``tile_n // block_size`` per tile (``row`` a multiple of ``box_rows``)."""
+    return row // block_size, (row % block_size) // box_rows
+
+
 def num_splits_heuristic(ctas: int, sms: int, ctas_per_sm: int, max_splits: int, wave_cap: int) -> int:
     """TurboMind's split count: the cheapest ``s`` in ``1..max_splits`` by
     ``cost = (1/s + 1e-3) · ceil(ctas·s / (sms·ctas_per_sm))``, stopping once the waves pass ``wave_cap``.

@@ -167,8 +167,8 @@ REGISTRY.register(SIMT_M64N64)
 REGISTRY.register(SIMT_M128N32)
 
 # "sm90": Hopper's algorithm (TMA producer warp + warpgroup-MMA consumer warp groups, FlashAttention-3's roles),
-# sm_90a only; the default for prefill on an sm_90 GPU (see :func:`default_configs`). Contiguous KV, no varlen /
-# packed GQA / paged cache yet (the kernel object refuses them; those calls keep the sm80 variants). Tiles from
+# sm_90a only; the default for prefill on an sm_90 GPU (see :func:`default_configs`); over a KV cache (contiguous or
+# paged) by config="sm90"; no packed GQA yet (the kernel object refuses it). Tiles from
 # benchmarks/results/h200/sweep_sm90_*.json (H200, bf16, b·s = 16k, s 2k and 8k, TFLOP/s):
 # d64: 192x128 (3 consumer groups) 406-513 full vs 370-437 for 128x128, though at 160 registers per consumer it
 #      spills a few dozen values (budget below); causal s2k is the exception (287 vs 261).
@@ -186,23 +186,29 @@ def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stage
 
 
 def _contiguous(d: AttnDesc) -> bool:
-    """Calls the sm90 variants take: a contiguous KV cache (paged caches are not built for them yet)."""
+    """Contiguous K/V (a padded batch, a ragged one, or a contiguous cache)."""
     return d.block_size == 0
 
 
+# Over a paged cache the KV tile and the block must divide one another (a tile is one TMA copy from its block, or
+# one per block): 128 rows for d <= 128, 64 for d192 / d256 (112 and 80 divide no block size but 16; 128x64 ran
+# 665-758 at d256 in the sweep above).
 SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,), spill_budget=64)
 SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
 SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))
 SM90_M128N80 = _sm90("sm90_m128n80", 128, 80, (192, 256))
+SM90_M128N64 = _sm90("sm90_m128n64", 128, 64, (192, 256))
 REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _contiguous(d))
-REGISTRY.register(SM90_M128N128, _contiguous)
+REGISTRY.register(SM90_M128N128)
 REGISTRY.register(SM90_M128N112, _contiguous)
 REGISTRY.register(SM90_M128N80, _contiguous)
+REGISTRY.register(SM90_M128N64, lambda d: not _contiguous(d))
 
 
 def default_configs(target: str, desc: AttnDesc) -> tuple[str, ...]:
-    """Configs tried in order when a call names none: on sm_90a the Hopper variants first for prefill (more than 64
-    query rows: shorter queries keep the sm80 decode tiles of 16-64 rows), then sm80's."""
-    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64:
+    """Configs tried in order when a call names none: on sm_90a the Hopper variants first for prefill over contiguous
+    K/V (more than 64 query rows: shorter queries keep the sm80 decode tiles of 16-64 rows; a paged cache keeps sm80
+    until the two are measured side by side), then sm80's."""
+    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64 and desc.block_size == 0:
         return ("sm90", DEFAULT_CONFIG)
     return (DEFAULT_CONFIG,)

@@ -26,6 +26,7 @@ from cutlass.memory import SmemAllocator
 from cute_attention.arch.sm90.mainloop import WsMainloopArgs, ring_state
 from cute_attention.arch.sm90.tma import TmaOperand, TmaTiles
 from cute_attention.arch.sm90.wgmma_impl import WARPGROUP
+from cute_attention.core.index_math import paged_box
 from cute_attention.core.targets import has_pdl
 from cute_attention.kernels.abi import DTYPES
 from cute_attention.kernels.cta_map import query_grid
@@ -69,6 +70,8 @@ class AttentionKernelWS:
         self.cta_map = variant.cta_map.for_mask(params.mask)
         self.tile_m = self.impl.tile_m
         self.tile_n = self.impl.tile_n
+        # rows one K/V copy moves: a tile, or a paged cache's block when blocks are smaller than tiles
+        self.box_rows = min(self.kv_cache.block_size, self.tile_n) if self.kv_cache.paged else None
         self.stages = self.mainloop.stages
         self.consumer_threads = self.impl.threads
         self.threads = self.consumer_threads + WARPGROUP
@@ -100,11 +103,15 @@ class AttentionKernelWS:
             return f"dtype {p.dtype} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
-        for feature, used in (("a paged KV cache", self.kv_cache.paged), ("packed GQA", self.variant.pack_gqa),
-                              ("prologue ops on Q", bool(p.q_ops)),
-                              ("per-sequence KV lengths", self.kv_cache.seqlens)):
+        for feature, used in (("packed GQA", self.variant.pack_gqa), ("prologue ops on Q", bool(p.q_ops))):
             if used:
                 return f"{feature} is not built for the warp-specialized kernel yet"
+        if self.kv_cache.paged:
+            bs = self.kv_cache.block_size
+            if bs % self.tile_n and self.tile_n % bs:
+                return f"paged blocks of {bs} rows and KV tiles of {self.tile_n} rows: neither divides the other"
+            if self.box_rows < 16:
+                return f"TMA boxes of {self.box_rows} rows: a box must span whole swizzle periods (16 rows)"
         limit = 227 * 1024
         if self.smem_bytes() > limit:
             return f"needs {self.smem_bytes()} B of shared memory, {target} has {limit}"
@@ -117,8 +124,8 @@ class AttentionKernelWS:
         mQ, mK = args.mQ, args.mK
         impl = self.impl
         tma_q = TmaTiles.make(mQ, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
-        tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim)
-        tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim)
+        tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
+        tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
         seqlen_q, batch = mQ.shape[1], mQ.shape[0]
         if cutlass.const_expr(self.params.varlen):
             # a tile per max_seqlen_q rows of every sequence; CTAs past a sequence's end exit at once
@@ -183,33 +190,74 @@ class AttentionKernelWS:
         if warp < 4:
             cute.arch.setmaxregister_decrease(self.producer_regs)
             if warp == 0:
-                self.produce(work, cta, tma)
+                self.produce(args, work, cta, tma)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             tidx, _, _ = cute.arch.thread_idx()
             self.consume(args, work, num_q_tiles, num_splits, tidx - WARPGROUP, cta)
 
     @cute.jit
-    def produce(self, work, cta: CtaShared, tma: tuple):
+    def produce(self, args, work, cta: CtaShared, tma: tuple):
         """The producer warp: Q once, then K and V tiles in walk order."""
         op_q, op_k, op_v = tma
         # varlen: the descriptors see the packed tensors (batch 1); tiles start at the sequence's first row
         batch = 0 if cutlass.const_expr(self.params.varlen) else work.batch
         # (TMA, tiles) -> (TMA, stages)
         q = TmaTiles.partition(op_q, work.head, batch, cta.sQ, self.tile_m, self.head_dim, work.q_offset)
-        k = TmaTiles.partition(op_k, work.kv_head, batch, cta.sK, self.tile_n, self.head_dim, work.k_offset)
-        v = TmaTiles.partition(op_v, work.kv_head, batch, cta.sV, self.tile_n, self.head_dim, work.k_offset)
+        k = v = None
+        if cutlass.const_expr(not self.kv_cache.paged):
+            k = TmaTiles.partition(op_k, work.kv_head, batch, cta.sK, self.tile_n, self.head_dim, work.k_offset)
+            v = TmaTiles.partition(op_v, work.kv_head, batch, cta.sV, self.tile_n, self.head_dim, work.k_offset)
 
         def load_q(state):
             q.copy(work.q_tile, 0, cta.pipe_q.producer_get_barrier(state))
 
         def load_k(n, state):
-            k.copy(n, state.index, cta.pipe_k.producer_get_barrier(state))
+            if cutlass.const_expr(self.kv_cache.paged):
+                self.load_paged(op_k, work, args.mPageTable, n, cta.sK, state.index,
+                                cta.pipe_k.producer_get_barrier(state))
+            else:
+                k.copy(n, state.index, cta.pipe_k.producer_get_barrier(state))
 
         def load_v(n, state):
-            v.copy(n, state.index, cta.pipe_v.producer_get_barrier(state))
+            if cutlass.const_expr(self.kv_cache.paged):
+                self.load_paged(op_v, work, args.mPageTable, n, cta.sV, state.index,
+                                cta.pipe_v.producer_get_barrier(state))
+            else:
+                v.copy(n, state.index, cta.pipe_v.producer_get_barrier(state))
 
         self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v)
+
+    @cute.jit
+    def load_paged(self, op: TmaOperand, work, table: cute.Tensor, n, s: cute.Tensor, stage, barrier):
+        """KV tile ``n`` of a paged cache into ``s[None, None, stage]``: one box per block it spans (one when a block
+        holds whole tiles). A box wholly past the sequence's keys copies its first box instead (its rows are masked
+        and, in V, zeroed): the block table has no entry for it."""
+        for j in cutlass.range(self.tile_n // self.box_rows, unroll=1):  # a loop: the producer has 24-56 registers
+            row = n * self.tile_n + j * self.box_rows
+            if row >= work.seqlen_k:
+                row = Int32(0)
+            entry, box = paged_box(row, self.box_rows, self.kv_cache.block_size)
+            TmaTiles.copy_box(op, work.kv_head, table[work.batch, entry], box, s, stage, j, self.box_rows,
+                              self.head_dim, barrier)
+
+    @cute.jit
+    def zero_v_tail(self, sV: cute.Tensor, n_last, seqlen_k, tidx, slot):
+        """Zero the rows of V tile ``n_last`` (in ``slot``) at or past ``seqlen_k`` before any P·V reads them: a
+        cache's rows past a sequence's length hold anything (NaN included), and P = 0 there does not cancel NaN.
+        Every consumer thread takes part (a named barrier ends it); runs once per CTA."""
+        dead = cutlass.max(seqlen_k - n_last * self.tile_n, 0)
+        if dead < self.tile_n:
+            sv = sV[None, None, slot]
+            chunks = self.head_dim // 8
+            for i in cutlass.range(dead * chunks + tidx, self.tile_n * chunks, self.consumer_threads, unroll=1):
+                r = i // chunks
+                c = (i % chunks) * 8
+                for e in cutlass.range_constexpr(8):
+                    sv[r, c + e] = self.dtype(0)
+            # the zeros (generic proxy) must be seen by the warpgroup MMAs (async proxy)
+            cute.arch.fence_proxy("async.shared", space="cta")
+            cute.arch.barrier(barrier_id=EPILOGUE_BARRIER, number_of_threads=self.consumer_threads)
 
     @cute.jit
     def consume(self, args, work, num_q_tiles: Int32, num_splits: Int32, tidx, cta: CtaShared):
@@ -219,6 +267,11 @@ class AttentionKernelWS:
         st = impl.make_state(tidx, sQ, cta.sK, cta.sV)
         acc_O = impl.make_acc_O(st)
         softmax = impl.make_softmax(args.scale_log2, acc_O)
+        v_ready = None
+        if cutlass.const_expr(self.kv_cache.seqlens):
+            # a cache: rows past the sequence's keys are not zeros (TMA fills zeros only past the tensor's end)
+            def v_ready(slot):
+                self.zero_v_tail(cta.sV, work.sched.n_hi - 1, work.seqlen_k, tidx, slot)
         total = work.sched.n_hi - work.sched.n_lo
         if total > 0:
             cta.pipe_q.consumer_wait(ring_state(Int32(0), 1, False))
@@ -226,7 +279,7 @@ class AttentionKernelWS:
             impl=impl, st=st, softmax=softmax, acc_O=acc_O, tOrP=impl.make_p(st), pipe_k=cta.pipe_k, pipe_v=cta.pipe_v,
             sched=work.sched, q_start=work.q_start, seqlen_q=work.seqlen_q, seqlen_k=work.seqlen_k,
             window_left=args.window_left, window_right=args.window_right, mask=self.mask,
-            wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group)
+            wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group, v_ready=v_ready)
         self.mainloop.consume(a)
         if cutlass.const_expr(self.params.varlen):
             # the sequence's rebased views again (two cu_seqlens reads) rather than held in registers across the walk

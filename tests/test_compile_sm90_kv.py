@@ -1,0 +1,47 @@
+"""CPU: the Hopper (sm90) kernels over a KV cache compile for sm_90a and keep their promises (HGMMA, TMA loads, the
+role register split, no spills): paged caches whose blocks are smaller than, equal to and larger than the KV tile
+(one TMA copy per block or per tile), and a contiguous cache with per-sequence lengths. A block size that the tile
+does not divide (nor the tile it) is refused by name before any compile."""
+
+import pytest
+
+from cute_attention.core.masks import MaskSpec
+from cute_attention.host.compile_cache import CACHE, CompileKey
+from cute_attention.host.registry import SM90_M128N64, SM90_M128N80, SM90_M128N128
+from cute_attention.kernels.attention import AttentionParams
+from cute_attention.kernels.variant import with_kv_cache
+from cute_attention.kv import LinearKVCache, PagedKVCache
+from cute_attention.tools.catalog import sass_violations
+from cute_attention.tools.sass import find_nvdisasm, inspect_cubin
+
+pytestmark = pytest.mark.skipif(find_nvdisasm() is None, reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)")
+
+
+def cache(spec):
+    return LinearKVCache(seqlens=True) if spec == "seqlens" else PagedKVCache(spec)
+
+
+BUILDS = [
+    *[(SM90_M128N128, 128, c, False) for c in (16, 64, 128, 256, "seqlens")],
+    (SM90_M128N128, 64, 16, True),
+    (SM90_M128N128, 96, 32, False),
+    *[(SM90_M128N64, 256, c, True) for c in (16, 256, "seqlens")],
+    (SM90_M128N64, 192, 64, False),
+]
+
+
+@pytest.mark.parametrize("variant,d,spec,split", BUILDS,
+                         ids=[f"{v.name}-d{d}-{c}-{'split' if s else 'one'}" for v, d, c, s in BUILDS])
+def test_sm90_cache_builds_keep_their_promises(variant, d, spec, split):
+    key = CompileKey.of(AttentionParams(with_kv_cache(variant, cache(spec)), "bfloat16", d, MaskSpec(False, True),
+                                        with_lse=True, split_kv=split), "sm_90a")
+    stats = inspect_cubin(CACHE.get(key).cubin)
+    assert sass_violations(key, stats) == []
+    assert stats.spills == 0
+
+
+def test_sm90_block_sizes_the_tile_does_not_divide_are_refused():
+    key = CompileKey.of(AttentionParams(with_kv_cache(SM90_M128N80, PagedKVCache(32)), "bfloat16", 256,
+                                        MaskSpec(False, True)), "sm_90a")
+    with pytest.raises(ValueError, match="paged blocks of 32 rows and KV tiles of 80 rows"):
+        CACHE.get(key)
