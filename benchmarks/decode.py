@@ -1,4 +1,5 @@
-"""Decode benchmark: one query token per sequence over a bf16 KV cache, d128; GB/s of K+V read.
+"""Decode benchmark: one query token per sequence over a bf16 KV cache, d128; GB/s of K+V read (with ``--sq N``, N
+query tokens per sequence, causal: chunked prefill over a cache, reported in TFLOP/s as well).
 
 Ours: ``attention_with_kvcache`` over a paged cache (block 16 and 64, randomly permuted block table) and
 over a contiguous cache with lengths. Peers on the same data: torch SDPA (contiguous cache, GQA) and
@@ -6,7 +7,7 @@ FlashAttention-4 (contiguous, and paged through ``flash_attn_varlen_func(page_ta
 sizes). Timed in alternation (``--rounds``, median), each timing after 0.5 s of idle GPU. The copy bandwidth
 is measured in the same process (device-to-device copy of 2 GiB, read + write bytes over time).
 
-    python benchmarks/decode.py --json out.json [--cases 1x131072,256x1024] [--heads 32/8,32/32]
+    python benchmarks/decode.py --json out.json [--cases 1x131072,256x1024] [--heads 32/8,32/32] [--config sm90]
 """
 
 from __future__ import annotations
@@ -59,16 +60,18 @@ def peers(q, k, v, seqlens, paged):
     return fns
 
 
-def run_case(b, n, h, hkv, rounds, compare=None, graph=False):
+def run_case(b, n, h, hkv, rounds, compare=None, graph=False, config=None, sq=1):
     d, dtype = 128, torch.bfloat16
     g = torch.Generator(device="cuda").manual_seed(b * n + h)
-    q = torch.randn(b, 1, h, d, device="cuda", dtype=dtype, generator=g)
+    q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype, generator=g)
     k = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
     v = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
     seqlens = torch.full((b,), n, dtype=torch.int32, device="cuda")
     fns = {"ours:contig": lambda: attention_with_kvcache(q, k, v, seqlens)}
     if compare:
         fns[f"ours:contig:{compare}"] = lambda: attention_with_kvcache(q, k, v, seqlens, variant=compare)
+    if config:
+        fns[f"ours:contig:{config}"] = lambda: attention_with_kvcache(q, k, v, seqlens, config=config)
     paged = {}
     for bs in (16, 64):
         kc, table = paged_copy(k, bs)
@@ -80,12 +83,18 @@ def run_case(b, n, h, hkv, rounds, compare=None, graph=False):
         if compare:
             fns[f"ours:paged{bs}:{compare}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
                 q, kc_, vc_, seqlens, block_table=t_, variant=compare))(kc, vc, table)
+        if config:
+            fns[f"ours:paged{bs}:{config}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
+                q, kc_, vc_, seqlens, block_table=t_, config=config))(kc, vc, table)
     fns.update(peers(q, k, v, seqlens, paged))
-    row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "results": {}}
+    row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "sq": sq, "results": {}}
     runnable = runnable_only(fns, row["results"])
     kv_bytes = 2 * b * n * hkv * d * 2
+    # causal, bottom-right: query i sees n - sq + i + 1 keys
+    flops = 4 * b * h * d * sum(n - sq + i + 1 for i in range(sq))
     for name, t in bench_interleaved(runnable, rounds=rounds).items():
-        row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": kv_bytes / (t["ms"] * 1e-3) / 1e9}
+        row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": kv_bytes / (t["ms"] * 1e-3) / 1e9,
+                                "tflops": flops / (t["ms"] * 1e-3) / 1e12}
     if graph:  # GPU time only: a CUDA-graph replay of each call
         for name, fn in runnable.items():
             try:
@@ -103,6 +112,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare", default=None, help="also time this registered variant on the same data")
     ap.add_argument("--graph", action="store_true", help="also time CUDA-graph replays (GPU time, no host work)")
+    ap.add_argument("--config", default=None, help="also time attention_with_kvcache(config=...) on the same data")
+    ap.add_argument("--sq", type=int, default=1, help="query tokens per sequence (causal)")
     args = ap.parse_args()
     env = environment()
     print("env:", env)
@@ -112,17 +123,23 @@ def main():
         h, hkv = map(int, heads.split("/"))
         for case in args.cases.split(","):
             b, n = map(int, case.split("x"))
-            rows.append(run_case(b, n, h, hkv, args.rounds, args.compare, args.graph))
+            rows.append(run_case(b, n, h, hkv, args.rounds, args.compare, args.graph, args.config, args.sq))
     if args.json:
         write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
     names = sorted({n for r in rows for n in r["results"]})
-    print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | GB/s of K+V read (% of copy)")
+    unit = "GB/s of K+V read (% of copy)" if args.sq == 1 else f"TFLOP/s ({args.sq} query tokens, causal)"
+    print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | {unit}")
     print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n[-16:]:>16}" for n in names))
     for r in rows:
         cells = []
         for n in names:
             res = r["results"].get(n, {})
-            cells.append(f"{res['gbps']:7.0f} ({100 * res['gbps'] / copy:3.0f}%)" if "gbps" in res else f"{'err':>16}")
+            if "gbps" not in res:
+                cells.append(f"{'err':>16}")
+            elif args.sq == 1:
+                cells.append(f"{res['gbps']:7.0f} ({100 * res['gbps'] / copy:3.0f}%)")
+            else:
+                cells.append(f"{res['tflops']:7.1f}")
         print(f"{r['nheads']:>3}/{r['nheads_kv']:<2} {r['batch']:>5} {r['context']:>7} " + " ".join(
             f"{c:>16}" for c in cells))
 

@@ -7,6 +7,7 @@ against the fp32 reference, so a sanitizer run is short and still covers every k
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -34,17 +35,19 @@ def prefill(variant=None, dtype=torch.bfloat16, d=128, **kw):
     return run
 
 
-def decode_paged(variant=None, splits=0, append=True):
+def decode_paged(variant=None, splits=0, append=True, config=None, sq=1, bs=16):
     def run():
-        b, h, hkv, d, bs = 2, 16, 4, 128, 16
-        q = torch.randn(b, 1, h, d, device="cuda", dtype=torch.bfloat16)
-        kc, vc = (torch.randn(24, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        table = torch.randperm(24, device="cuda", dtype=torch.int32)[:20].view(b, 10)
+        b, h, hkv, d = 2, 16, 4, 128
+        q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
+        blocks_per_seq = -(-(130 + sq + 16) // bs)
+        nblocks = 2 * blocks_per_seq + 4
+        kc, vc = (torch.randn(nblocks, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        table = torch.randperm(nblocks, device="cuda", dtype=torch.int32)[:2 * blocks_per_seq].view(b, -1)
         lens = torch.tensor([57, 130], device="cuda", dtype=torch.int32)
-        kn, vn = (torch.randn(b, 1, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        kn, vn = (torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         out = attention_with_kvcache(q, kc, vc, lens, block_table=table, k=kn if append else None,
-                                     v=vn if append else None, num_splits=splits, variant=variant)
-        total = lens + (1 if append else 0)
+                                     v=vn if append else None, num_splits=splits, variant=variant, config=config)
+        total = lens + (sq if append else 0)
         for i in range(b):
             n = int(total[i])
             blocks = table[i, : (n + bs - 1) // bs].long()
@@ -112,6 +115,12 @@ CASES = {
     "varlen": varlen(),
     "varlen_split_packed": varlen(splits=3, h=8, hkv=1),
     "varlen_sm90": varlen(config="sm90"),
+    "decode_paged_sm90_pack_split": decode_paged(config="sm90"),
+    "prefill_paged_sm90_bs64": decode_paged(config="sm90", sq=100, bs=64, splits=1),
+    "prefill_paged_sm90_bs256_split": decode_paged(config="sm90", sq=100, bs=256, splits=3, append=False),
+    "prefill_sm90_tma_o_store": prefill(variant=dataclasses.replace(
+        REGISTRY.get("sm90_m128n128"), name="sm90_m128n128_tmao",
+        mainloop=dataclasses.replace(REGISTRY.get("sm90_m128n128").mainloop, tma_o_store=True)), causal=True),
     "varlen_sm90_split_gqa": varlen(splits=3, h=8, hkv=1, d=64, config="sm90"),
 }
 

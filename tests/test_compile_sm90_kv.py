@@ -1,13 +1,19 @@
 """CPU: the Hopper (sm90) kernels over a KV cache compile for sm_90a and keep their promises (HGMMA, TMA loads, the
 role register split, no spills): paged caches whose blocks are smaller than, equal to and larger than the KV tile
-(one TMA copy per block or per tile), and a contiguous cache with per-sequence lengths. A block size that the tile
-does not divide (nor the tile it) is refused by name before any compile."""
+(one TMA copy per block or per tile), and a contiguous cache with per-sequence lengths, with and without PackGQA.
+A block size that the tile does not divide (nor the tile it) is refused by name before any compile."""
 
 import pytest
 
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host.compile_cache import CACHE, CompileKey
-from cute_attention.host.registry import SM90_M128N64, SM90_M128N80, SM90_M128N128
+from cute_attention.host.registry import (
+    SM90_M64N64_PACK,
+    SM90_M64N128_PACK,
+    SM90_M128N64,
+    SM90_M128N80,
+    SM90_M128N128,
+)
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.variant import with_kv_cache
 from cute_attention.kv import LinearKVCache, PagedKVCache
@@ -27,6 +33,9 @@ BUILDS = [
     (SM90_M128N128, 96, 32, False),
     *[(SM90_M128N64, 256, c, True) for c in (16, 256, "seqlens")],
     (SM90_M128N64, 192, 64, False),
+    # PackGQA tiles (Q through the consumers' registers), the decode shapes
+    (SM90_M64N128_PACK, 128, 16, True),
+    (SM90_M64N64_PACK, 256, "seqlens", True),
 ]
 
 

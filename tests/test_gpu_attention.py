@@ -93,6 +93,7 @@ def _variant_head_dims(v):
 @pytest.mark.parametrize("name", [v.name for v in REGISTRY.variants()])
 def test_every_registered_variant(name):
     variant = REGISTRY.get(name)
+    skip_unless_runnable(variant.config)
     dtype = torch.bfloat16 if "bfloat16" in variant.dtypes else torch.float16
     for d in _variant_head_dims(variant):
         for b, sq, sk, h, hkv in [(2, 239, 1023, 4, 2), (1, 1023, 239, 4, 4), (1, 64, 4096, 8, 1)]:
@@ -102,6 +103,25 @@ def test_every_registered_variant(name):
                     check(q, k, v, causal=causal, window_size=window, variant=variant)
                 except AssertionError as e:
                     raise AssertionError(f"d={d} b={b} sq={sq} sk={sk} causal={causal} w={window}: {e}") from None
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+def test_sm90_packs_query_heads_for_decode_rows(d, dtype):
+    """config="sm90" with at most 64 packed (token, head) rows takes the PackGQA tile (Q loaded by the consumer warp
+    group through registers), GQA 2-16, 1-8 query tokens, every mask, LSE, against the reference."""
+    from cute_attention import AttnDesc
+
+    skip_unless_runnable("sm90")
+    for b, sq, sk, h, hkv in [(2, 1, 1000, 16, 2), (3, 5, 300, 32, 4), (1, 8, 77, 16, 2), (2, 3, 129, 4, 2)]:
+        desc = AttnDesc(d, "bfloat16" if dtype == torch.bfloat16 else "float16", sq, sk, True, False, h // hkv)
+        assert REGISTRY.find(desc, "sm90").pack_gqa
+        for causal, window in MASKS:
+            q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
+            try:
+                check(q, k, v, causal=causal, window_size=window, config="sm90")
+            except AssertionError as e:
+                raise AssertionError(f"b={b} sq={sq} sk={sk} h={h}/{hkv} causal={causal} w={window}: {e}") from None
 
 
 def test_lazy_and_eager_rescale():
@@ -233,11 +253,14 @@ def test_cross_compositions():
 @pytest.mark.parametrize("name,d,dtype", [("sm80_m128n64_s4_lazy", 128, torch.bfloat16),
                                           ("sm80_m64n64_s2", 256, torch.float16),
                                           ("sm80_m16n64_w1x4_s3_pack", 64, torch.bfloat16),
-                                          ("sm75_m64n64_sync", 96, torch.float16)])
+                                          ("sm75_m64n64_sync", 96, torch.float16),
+                                          ("sm90_m128n128", 128, torch.bfloat16),
+                                          ("sm90_m64n128_pack", 64, torch.float16)])
 def test_prologue_slot_ops_on_q(name, d, dtype):
     """Q through the prologue slot (global -> registers -> op -> shared memory) with an op that doubles it gives,
     bit for bit, the default path's result at twice the softmax scale (x2 is exact), LSE included: for a
-    prefill tile, a d256 tile, a PackGQA tile (rows gathered from several heads) and the synchronous mainloop."""
+    prefill tile, a d256 tile, a PackGQA tile (rows gathered from several heads), the synchronous mainloop and the
+    warp-specialized Hopper tiles (Q by the consumers instead of the Q TMA copy)."""
     from row_ops import ScaleRows
 
     from cute_attention.core.masks import MaskSpec
@@ -245,6 +268,7 @@ def test_prologue_slot_ops_on_q(name, d, dtype):
     from cute_attention.kernels.attention import AttentionParams
 
     variant = REGISTRY.get(name)
+    skip_unless_runnable(variant.config)
     dt_name = "bfloat16" if dtype == torch.bfloat16 else "float16"
     for b, sq, sk, h, hkv in [(2, 239, 1023, 8, 2), (1, 1, 300, 8, 2), (3, 17, 17, 4, 4)]:
         for causal, window in [(True, (-1, -1)), (False, (61, 17))]:

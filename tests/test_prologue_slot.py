@@ -11,7 +11,7 @@ from row_ops import ScaleRows
 from cute_attention.core.contracts import RowOp
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host.compile_cache import CACHE, CompileKey
-from cute_attention.host.registry import SM80_M16N64_W1X4_PACK, SM80_M128N64_S4L
+from cute_attention.host.registry import SM80_M16N64_W1X4_PACK, SM80_M128N64_S4L, SM90_M128N128
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
 from cute_attention.kv import PagedKVCache
@@ -42,6 +42,19 @@ def test_q_ops_take_the_register_path(target, variant):
     assert 0 < with_ops.count("LDGSTS") < plain.count("LDGSTS")  # K/V still by cp.async, Q no longer
     assert _multiplies(with_ops) > _multiplies(plain)  # the op ran
     assert with_ops.spills <= variant.spill_budget and with_ops.registers <= 255
+
+
+def test_q_ops_on_hopper_load_q_through_the_consumers():
+    """The warp-specialized kernel with ops: the consumer warp groups load Q (LDG.128, ops, STS) and the producer's
+    Q TMA copy is gone (one TMA load fewer per d128 tile: two 64-column boxes)."""
+    base = AttentionParams(SM90_M128N128, "bfloat16", 128, MaskSpec(False, True), True)
+    plain = inspect_cubin(CACHE.get(CompileKey.of(base, "sm_90a")).cubin)
+    with_ops = inspect_cubin(CACHE.get(CompileKey.of(dataclasses.replace(base, q_ops=(ScaleRows(2.0),)),
+                                                       "sm_90a")).cubin)
+    assert plain.count("LDG.E.128") == 0 and with_ops.count("LDG.E.128") > 0
+    assert 0 < with_ops.count("UTMALDG") < plain.count("UTMALDG")
+    assert _multiplies(with_ops) > _multiplies(plain)
+    assert with_ops.spills == 0
 
 
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])

@@ -69,6 +69,9 @@ class Sm90WarpSpecialized:
     stages: int = 2
     intra_wg_overlap: bool = True
     wg_order: bool = True  # named-barrier turns between consumer warp groups (2-3 groups)
+    # O leaves shared memory by one TMA store (padded batches, one-pass builds) instead of 16-byte stores by every
+    # consumer thread
+    tma_o_store: bool = False
     name: str = "tma_ws"
     warp_specialized = True
     sass_required = ("UTMALDG", "SYNCS", "USETMAXREG")  # TMA loads, mbarriers, the role register split
@@ -85,20 +88,23 @@ class Sm90WarpSpecialized:
     def describe(self) -> str:
         return (f"TMA producer warp, K and V rings of {self.stages}, "
                 + ("softmax overlapping P·V" if self.intra_wg_overlap else "no intra-group overlap")
-                + (", warp-group turns" if self.wg_order else ""))
+                + (", warp-group turns" if self.wg_order else "")
+                + (", O by TMA store" if self.tma_o_store else ""))
 
     # ---- producer ----
     @cute.jit
     def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v):
-        """The producer warp's walk: ``load_x(tile, state)`` issues one copy on ``state``'s barrier."""
+        """The producer warp's walk: ``load_x(tile, state)`` issues one copy on ``state``'s barrier; ``load_q`` None:
+        Q reaches shared memory another way (the consumers load it)."""
         total = sched.n_hi - sched.n_lo
         if total > 0:
             s0 = ring_state(Int32(0), self.stages, True)
             pipe_k.producer_acquire(s0)
             load_k(sched.n_hi - 1, s0)
-            q_state = ring_state(Int32(0), 1, True)
-            pipe_q.producer_acquire(q_state)
-            load_q(q_state)
+            if cutlass.const_expr(load_q is not None):
+                q_state = ring_state(Int32(0), 1, True)
+                pipe_q.producer_acquire(q_state)
+                load_q(q_state)
             if cutlass.const_expr(self.intra_wg_overlap):
                 for t in cutlass.range(1, total, unroll=1):
                     sk = ring_state(t, self.stages, True)

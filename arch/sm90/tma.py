@@ -62,6 +62,14 @@ class TmaTiles:
         return TmaOperand(atom, coords)
 
     @staticmethod
+    def make_store(m: cute.Tensor, smem_layout, rows: int, head_dim: int) -> TmaOperand:
+        """Host side: a TMA store atom of ``(rows, head_dim)`` tiles from one stage of ``smem_layout`` into ``m``
+        (rows past the tensor's end are not written)."""
+        atom, coords = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), seq_major(m),
+                                                   cute.select(smem_layout, mode=[0, 1]), (rows, head_dim))
+        return TmaOperand(atom, coords)
+
+    @staticmethod
     def bytes(dtype, rows: int, head_dim: int) -> int:
         """Bytes one tile's copy delivers (its mbarrier's transaction count)."""
         return rows * head_dim * dtype.width // 8
@@ -93,3 +101,17 @@ class TmaTiles:
         dst, src = cpasync.tma_partition(op.atom, 0, cute.make_layout(1), cute.group_modes(d, 0, 2),
                                          cute.group_modes(g, 0, 2))
         cute.copy(op.atom, src[None, box], dst[None, j], tma_bar_ptr=barrier)
+
+    @staticmethod
+    @cute.jit
+    def store(op: TmaOperand, head, batch, s: cute.Tensor, tile, rows: cutlass.Constexpr,
+              head_dim: cutlass.Constexpr):
+        """Store ``s`` ``(rows, head_dim)`` as tile ``tile`` of (``head``, ``batch``) and wait until the copy has read
+        shared memory (one thread; the caller made the tile visible to the async proxy first)."""
+        # (rows, head_dim, tiles)
+        g = cute.local_tile(op.coords[None, None, head, batch], (rows, head_dim), (None, 0))
+        src, dst = cpasync.tma_partition(op.atom, 0, cute.make_layout(1), cute.group_modes(s, 0, 2),
+                                         cute.group_modes(g, 0, 2))
+        cute.copy(op.atom, src[None, 0], dst[None, tile])
+        cute.arch.cp_async_bulk_commit_group()
+        cute.arch.cp_async_bulk_wait_group(0, read=True)

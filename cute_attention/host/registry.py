@@ -168,7 +168,7 @@ REGISTRY.register(SIMT_M128N32)
 
 # "sm90": Hopper's algorithm (TMA producer warp + warpgroup-MMA consumer warp groups, FlashAttention-3's roles),
 # sm_90a only; the default for prefill on an sm_90 GPU (see :func:`default_configs`); over a KV cache (contiguous or
-# paged) by config="sm90"; no packed GQA yet (the kernel object refuses it). Tiles from
+# paged) and for decode rows (PackGQA tiles below) by config="sm90". Tiles from
 # benchmarks/results/h200/sweep_sm90_*.json (H200, bf16, b·s = 16k, s 2k and 8k, TFLOP/s):
 # d64: 192x128 (3 consumer groups) 406-513 full vs 370-437 for 128x128, though at 160 registers per consumer it
 #      spills a few dozen values (budget below); causal s2k is the exception (287 vs 261).
@@ -180,9 +180,9 @@ SM90_SASS_TARGETS = ("sm_90a",)
 
 
 def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stages: int = 2, spill_budget: int = 0,
-          **knobs) -> Variant:
+          pack_gqa: bool = False, **knobs) -> Variant:
     return Variant(name, Wgmma(tile_m, tile_n), Sm90WarpSpecialized(stages, **knobs), config="sm90",
-                   head_dims=head_dims, targets=SM90_SASS_TARGETS, spill_budget=spill_budget)
+                   head_dims=head_dims, targets=SM90_SASS_TARGETS, spill_budget=spill_budget, pack_gqa=pack_gqa)
 
 
 def _contiguous(d: AttnDesc) -> bool:
@@ -193,6 +193,13 @@ def _contiguous(d: AttnDesc) -> bool:
 # Over a paged cache the KV tile and the block must divide one another (a tile is one TMA copy from its block, or
 # one per block): 128 rows for d <= 128, 64 for d192 / d256 (112 and 80 divide no block size but 16; 128x64 ran
 # 665-758 at d256 in the sweep above).
+# PackGQA (a query tile of one consumer warp group holds every query head of a KV head, Q loaded by the consumers
+# through registers): for GQA calls of at most 64 packed rows (decode) in config sm90; not measured yet against the
+# sm80 decode tiles, which stay the default.
+SM90_M64N128_PACK = _sm90("sm90_m64n128_pack", 64, 128, (64, 96, 128), pack_gqa=True)
+SM90_M64N64_PACK = _sm90("sm90_m64n64_pack", 64, 64, (192, 256), pack_gqa=True)
+REGISTRY.register(SM90_M64N128_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
+REGISTRY.register(SM90_M64N64_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,), spill_budget=64)
 SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
 SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))

@@ -31,6 +31,7 @@ from cute_attention.core.targets import has_pdl
 from cute_attention.kernels.abi import DTYPES
 from cute_attention.kernels.cta_map import query_grid
 from cute_attention.kernels.epilogue import AttentionEpilogue
+from cute_attention.kernels.prologue import Prologue, QRows
 from cute_attention.kernels.shared_storage import SmemPart, make_storage, storage_bytes
 from cute_attention.kernels.tile_work import locate_work
 
@@ -68,6 +69,11 @@ class AttentionKernelWS:
         self.mainloop = variant.mainloop
         self.kv_cache = variant.kv_cache
         self.cta_map = variant.cta_map.for_mask(params.mask)
+        self.pack_gqa = variant.pack_gqa
+        self.prologue = Prologue(params.q_ops)
+        # Q by the consumers through registers (a PackGQA tile's rows are no TMA box; ops run on Q in registers)
+        # instead of by a TMA copy
+        self.q_by_consumers = self.pack_gqa or bool(params.q_ops)
         self.tile_m = self.impl.tile_m
         self.tile_n = self.impl.tile_n
         # rows one K/V copy moves: a tile, or a paged cache's block when blocks are smaller than tiles
@@ -76,8 +82,11 @@ class AttentionKernelWS:
         self.consumer_threads = self.impl.threads
         self.threads = self.consumer_threads + WARPGROUP
         self.producer_regs, self.consumer_regs = REGISTERS[self.impl.consumer_wgs]
+        # one TMA store of O where rows past the tile's sequence are past the tensor's end (not varlen) and O is
+        # the output (not split-K's fp32 partials)
+        self.tma_o = self.mainloop.tma_o_store and not params.varlen and not params.split_kv and not self.pack_gqa
         self.epilogue = AttentionEpilogue(self.impl, self.dtype, self.tile_m, self.head_dim, self.consumer_threads,
-                                          self.split_kv, False, barrier_id=EPILOGUE_BARRIER)
+                                          self.split_kv, self.pack_gqa, barrier_id=EPILOGUE_BARRIER)
         self.storage = make_storage("AttentionWSStorage", self.smem_fields())
 
     # ---- host-side facts ----
@@ -103,9 +112,6 @@ class AttentionKernelWS:
             return f"dtype {p.dtype} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:
             return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
-        for feature, used in (("packed GQA", self.variant.pack_gqa), ("prologue ops on Q", bool(p.q_ops))):
-            if used:
-                return f"{feature} is not built for the warp-specialized kernel yet"
         if self.kv_cache.paged:
             bs = self.kv_cache.block_size
             if bs % self.tile_n and self.tile_n % bs:
@@ -123,29 +129,36 @@ class AttentionKernelWS:
         """Make the TMA atoms of Q, K and V and launch one CTA per (query tile, head, batch · split)."""
         mQ, mK = args.mQ, args.mK
         impl = self.impl
-        tma_q = TmaTiles.make(mQ, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
+        tma_q = TmaOperand(None, None)
+        if cutlass.const_expr(not self.q_by_consumers):
+            tma_q = TmaTiles.make(mQ, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
         tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
         tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
+        tma_o = TmaOperand(None, None)
+        if cutlass.const_expr(self.tma_o):
+            tma_o = TmaTiles.make_store(args.mO, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
         seqlen_q, batch = mQ.shape[1], mQ.shape[0]
         if cutlass.const_expr(self.params.varlen):
             # a tile per max_seqlen_q rows of every sequence; CTAs past a sequence's end exit at once
             seqlen_q, batch = args.max_seqlen_q, args.mCuSeqlensQ.shape[0] - 1
-        num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, False)
+        num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
         grid = self.cta_map.grid(num_q_tiles, grid_heads, batch, num_splits)
         self.kernel(args, tma_q.atom, tma_q.coords, tma_k.atom, tma_k.coords, tma_v.atom, tma_v.coords,
-                    num_q_tiles, num_splits).launch(
+                    tma_o.atom, tma_o.coords, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl,
             min_blocks_per_mp=1)
 
     # ---- device side ----
     @cute.kernel
     def kernel(self, args, atom_q: cute.CopyAtom, tQ: cute.Tensor, atom_k: cute.CopyAtom, tK: cute.Tensor,
-               atom_v: cute.CopyAtom, tV: cute.Tensor, num_q_tiles: Int32, num_splits: Int32):
+               atom_v: cute.CopyAtom, tV: cute.Tensor, atom_o: cute.CopyAtom, tO: cute.Tensor, num_q_tiles: Int32,
+               num_splits: Int32):
         impl = self.impl
         warp = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         if warp == 0:
-            for atom in (atom_q, atom_k, atom_v):
-                cpasync.prefetch_descriptor(atom)
+            for atom in (atom_q, atom_k, atom_v, atom_o):
+                if cutlass.const_expr(atom is not None):
+                    cpasync.prefetch_descriptor(atom)
         storage = SmemAllocator().allocate(self.storage)
         mbar = cute.recast_ptr(storage.mbar.data_ptr(), dtype=cutlass.Int64)
         tma_thread = pipeline.CooperativeGroup(pipeline.Agent.Thread, 1)
@@ -166,7 +179,7 @@ class AttentionKernelWS:
                         sK=storage.k.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype),
                         sV=storage.v.get_tensor(kvl.outer, swizzle=kvl.inner, dtype=self.dtype),
                         pipe_q=pipe_q, pipe_k=pipe_k, pipe_v=pipe_v)
-        tma = (TmaOperand(atom_q, tQ), TmaOperand(atom_k, tK), TmaOperand(atom_v, tV))
+        tma = (TmaOperand(atom_q, tQ), TmaOperand(atom_k, tK), TmaOperand(atom_v, tV), TmaOperand(atom_o, tO))
         cute.arch.sync_threads()
         if cutlass.const_expr(self.pdl):
             # global memory is touched only after the previous kernel on the stream finished
@@ -182,7 +195,7 @@ class AttentionKernelWS:
     @cute.jit
     def locate(self, args, num_q_tiles: Int32, num_splits: Int32):
         return locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
-                           self.head_dim, self.mask, False, self.split_kv, self.params.varlen)
+                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.params.varlen)
 
     @cute.jit
     def roles(self, args, work, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
@@ -194,23 +207,27 @@ class AttentionKernelWS:
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             tidx, _, _ = cute.arch.thread_idx()
-            self.consume(args, work, num_q_tiles, num_splits, tidx - WARPGROUP, cta)
+            self.consume(args, work, num_q_tiles, num_splits, tidx - WARPGROUP, cta, tma[3])
 
     @cute.jit
     def produce(self, args, work, cta: CtaShared, tma: tuple):
-        """The producer warp: Q once, then K and V tiles in walk order."""
-        op_q, op_k, op_v = tma
+        """The producer warp: Q once (unless the consumers load it), then K and V tiles in walk order."""
+        op_q, op_k, op_v, _ = tma
         # varlen: the descriptors see the packed tensors (batch 1); tiles start at the sequence's first row
         batch = 0 if cutlass.const_expr(self.params.varlen) else work.batch
         # (TMA, tiles) -> (TMA, stages)
-        q = TmaTiles.partition(op_q, work.head, batch, cta.sQ, self.tile_m, self.head_dim, work.q_offset)
-        k = v = None
+        q = k = v = None
+        if cutlass.const_expr(not self.q_by_consumers):
+            q = TmaTiles.partition(op_q, work.head, batch, cta.sQ, self.tile_m, self.head_dim, work.q_offset)
         if cutlass.const_expr(not self.kv_cache.paged):
             k = TmaTiles.partition(op_k, work.kv_head, batch, cta.sK, self.tile_n, self.head_dim, work.k_offset)
             v = TmaTiles.partition(op_v, work.kv_head, batch, cta.sV, self.tile_n, self.head_dim, work.k_offset)
 
         def load_q(state):
             q.copy(work.q_tile, 0, cta.pipe_q.producer_get_barrier(state))
+
+        if cutlass.const_expr(self.q_by_consumers):
+            load_q = None
 
         def load_k(n, state):
             if cutlass.const_expr(self.kv_cache.paged):
@@ -260,7 +277,7 @@ class AttentionKernelWS:
             cute.arch.barrier(barrier_id=EPILOGUE_BARRIER, number_of_threads=self.consumer_threads)
 
     @cute.jit
-    def consume(self, args, work, num_q_tiles: Int32, num_splits: Int32, tidx, cta: CtaShared):
+    def consume(self, args, work, num_q_tiles: Int32, num_splits: Int32, tidx, cta: CtaShared, op_o: TmaOperand):
         """A consumer thread: wait for Q, walk the KV tiles, then the epilogue."""
         impl = self.impl
         sQ = cta.sQ[None, None, 0]
@@ -273,7 +290,19 @@ class AttentionKernelWS:
             def v_ready(slot):
                 self.zero_v_tail(cta.sV, work.sched.n_hi - 1, work.seqlen_k, tidx, slot)
         total = work.sched.n_hi - work.sched.n_lo
-        if total > 0:
+        if cutlass.const_expr(self.q_by_consumers):
+            # (tile_m, head_dim), or PackGQA's row source
+            gQ = work.q_rows
+            if cutlass.const_expr(not self.pack_gqa):
+                gQ = cute.local_tile(work.mQ[work.batch, None, work.head, None], (self.tile_m, self.head_dim),
+                                     (work.q_tile, 0))
+            rows = QRows(work.q_start, work.rows_q, work.seqlen_q, work.seqlen_k, work.group, work.head, work.batch)
+            self.prologue.load_q_through_registers(tidx, gQ, sQ, rows, self.dtype, self.tile_m, self.head_dim,
+                                                   self.consumer_threads, self.pack_gqa)
+            # the stores (generic proxy) must be seen by the warpgroup MMAs (async proxy) of every consumer
+            cute.arch.fence_proxy("async.shared", space="cta")
+            cute.arch.barrier(barrier_id=EPILOGUE_BARRIER, number_of_threads=self.consumer_threads)
+        elif total > 0:
             cta.pipe_q.consumer_wait(ring_state(Int32(0), 1, False))
         a = WsMainloopArgs(
             impl=impl, st=st, softmax=softmax, acc_O=acc_O, tOrP=impl.make_p(st), pipe_k=cta.pipe_k, pipe_v=cta.pipe_v,
@@ -285,4 +314,12 @@ class AttentionKernelWS:
             # the sequence's rebased views again (two cu_seqlens reads) rather than held in registers across the walk
             work = self.locate(args, num_q_tiles, num_splits)
         lse = self.epilogue.normalize(st, softmax, acc_O, None)
-        self.epilogue.write(tidx, st, acc_O, lse, sQ, work.mO, work.mLSE, work)
+        if cutlass.const_expr(self.tma_o):
+            # O and the LSE by every consumer thread into shared memory / global, then one TMA store of the tile
+            self.epilogue.write_group(st, acc_O, lse, sQ, work.mLSE, work)
+            cute.arch.fence_proxy("async.shared", space="cta")
+            self.epilogue.sync()
+            if tidx == 0:
+                TmaTiles.store(op_o, work.head, work.batch, cta.sQ, work.q_tile, self.tile_m, self.head_dim)
+        else:
+            self.epilogue.write(tidx, st, acc_O, lse, sQ, work.mO, work.mLSE, work)

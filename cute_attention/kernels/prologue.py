@@ -72,10 +72,18 @@ class Prologue:
             it = mainloop.gmem_iterator(dtype, tile_m, head_dim, threads)
             mainloop.load_q(it, it.partition(tidx, gQ, sQ, src_rows=packed), row_limit)
         else:
-            it = RegisterGmemIterator(dtype, tile_m, head_dim, threads)
-            part = it.partition(tidx, gQ, sQ, src_rows=packed)
-            # (CPY, CPY_ROWS, CPY_COLS) Q in registers
-            rQ = it.make_fragment(part)
-            it.load(part, part.src, rQ, row_limit, True)
-            apply_ops(self.ops, rQ, part.coords, rows)
-            it.save(rQ, part.dst)
+            self.load_q_through_registers(tidx, gQ, sQ, rows, dtype, tile_m, head_dim, threads, packed)
+
+    @cute.jit
+    def load_q_through_registers(self, tidx, gQ, sQ: cute.Tensor, rows: QRows, dtype: cutlass.Constexpr,
+                                 tile_m: cutlass.Constexpr, head_dim: cutlass.Constexpr, threads: cutlass.Constexpr,
+                                 packed: cutlass.Constexpr):
+        """Q global → registers → ``ops`` → ``sQ`` by ``threads`` threads (rows past ``rows.rows_q`` as zeros); the
+        stores are plain shared-memory stores, visible after the caller's barrier."""
+        it = RegisterGmemIterator(dtype, tile_m, head_dim, threads)
+        part = it.partition(tidx, gQ, sQ, src_rows=packed)
+        # (CPY, CPY_ROWS, CPY_COLS) Q in registers
+        rQ = it.make_fragment(part)
+        it.load(part, part.src, rQ, rows.rows_q - rows.q_start, True)
+        apply_ops(self.ops, rQ, part.coords, rows)
+        it.save(rQ, part.dst)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The Hopper generation's GPU work in device calls of under 10 minutes each (16-core H200 machine):
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh check    # precompile, sm90 GPU tests, compute-sanitizer
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs, varlen
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep and the prefill grid
+# Logs and JSON land in $OUT; a short summary is printed last.
+set -u
+cd "$(dirname "$0")/.."
+export CUTE_ATTENTION_CACHE_DIR=${CUTE_ATTENTION_CACHE_DIR:-$PWD/.cache/ca}
+t0=$(date +%s)
+part() {  # name, pytest args...
+  local name=$1; shift
+  ( timeout 420 python3 -m pytest -q -p no:cacheprovider "$@" > "$OUT/part_$name.log" 2>&1 ) &
+}
+case "${1:-check}" in
+check)
+  timeout 240 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
+    --lse both --kv linear seqlens paged16 paged64 paged256 --varlen -j 16 > "$OUT/precompile.log" 2>&1
+  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"
+  part matrix tests/test_gpu_attention.py -k "matrix and sm90"
+  part other tests/test_gpu_attention.py -k "sm90 and not matrix"
+  part cache tests/test_gpu_kvcache.py -k "cache_config"
+  part varlen tests/test_gpu_varlen.py -k "sm90"
+  part split tests/test_gpu_split.py -k "sm90"
+  for tool in memcheck racecheck synccheck; do
+    ( timeout 420 compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
+        --only decode_paged_sm90_pack_split --only prefill_paged_sm90_bs64 --only prefill_paged_sm90_bs256_split \
+        --only prefill_sm90_tma_o_store > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
+  done
+  wait
+  for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
+  for tool in memcheck racecheck synccheck; do
+    echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^ok|rc=" "$OUT/sanitizer_$tool.log" | tr '\n' ' ')"
+  done
+  ;;
+bench)
+  timeout 200 python3 benchmarks/splitk.py --json "$OUT/splitk.json" > "$OUT/splitk.log" 2>&1
+  echo "splitk rc=$?"; tail -6 "$OUT/splitk.log"
+  timeout 200 python3 benchmarks/decode.py --config sm90 --cases 1x131072,8x32768,128x1024 --heads 32/8 \
+    --json "$OUT/decode_sm90.json" > "$OUT/decode_sm90.log" 2>&1
+  echo "decode rc=$?"; tail -5 "$OUT/decode_sm90.log"
+  timeout 150 python3 benchmarks/decode.py --config sm90 --sq 256 --cases 4x8192,16x2048 --heads 32/8 \
+    --json "$OUT/chunked_sm90.json" > "$OUT/chunked_sm90.log" 2>&1
+  echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_sm90.log"
+  ;;
+sweep)
+  timeout 330 python3 benchmarks/sweep_sm90.py --dims 64,96,128,192,256 --seqlens 2048,8192 --rounds 2 \
+    --json "$OUT/sweep_sm90.json" > "$OUT/sweep_sm90.log" 2>&1
+  echo "sweep rc=$?"; grep -E "^ *[0-9]+ .*[0-9]" "$OUT/sweep_sm90.log" | tail -24
+  ;;
+esac
+echo "total $(( $(date +%s) - t0 ))s"
