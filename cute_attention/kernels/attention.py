@@ -44,7 +44,7 @@ from cute_attention.arch.common.thread_map import ThreadMap
 from cute_attention.core.contracts import MainloopArgs, RowOp
 from cute_attention.core.masks import MaskSpec
 from cute_attention.core.softmax import LOG2_E
-from cute_attention.core.targets import has_pdl, smem_capacity
+from cute_attention.core.targets import smem_capacity
 from cute_attention.kernels.abi import (
     DTYPES,
     KernelRecord,
@@ -58,8 +58,9 @@ from cute_attention.kernels.abi import (
 from cute_attention.kernels.attention_ws import AttentionKernelWS
 from cute_attention.kernels.cta_map import query_grid
 from cute_attention.kernels.epilogue import AttentionEpilogue
-from cute_attention.kernels.prologue import Prologue, QRows
-from cute_attention.kernels.shared_storage import SmemPart, SmemUnion, make_storage, storage_bytes
+from cute_attention.kernels.kernel_base import AttentionKernelBase
+from cute_attention.kernels.prologue import QRows
+from cute_attention.kernels.shared_storage import SmemPart, SmemUnion, make_storage
 from cute_attention.kernels.tile_work import locate_work
 from cute_attention.kernels.variant import Variant
 
@@ -160,28 +161,12 @@ class AttentionParams(KernelRecord):
                               self.window_right, cu_q, cu_k, max_q), self.num_splits)
 
 
-class AttentionKernel:
+class AttentionKernel(AttentionKernelBase):
     """Attention over BSHD tensors (or a KV cache) for one compile-time configuration and target."""
 
     def __init__(self, params: AttentionParams, target: str = "sm_80"):
-        variant = params.variant
-        self.params = params
-        self.variant = variant
-        self.dtype = DTYPES[params.dtype]
-        self.head_dim = params.head_dim
-        self.mask = params.mask
-        self.split_kv = params.split_kv
-        self.varlen = params.varlen
-        self.pdl = params.split_kv and has_pdl(target)
-        self.pack_gqa = variant.pack_gqa
-        self.impl = variant.impl.build(self.dtype, self.head_dim)
-        self.mainloop = variant.mainloop
-        self.kv_cache = variant.kv_cache
-        self.cta_map = variant.cta_map.for_mask(params.mask)
-        self.prologue = Prologue(params.q_ops)
+        super().__init__(params, target)
         self.threads = self.impl.threads
-        self.tile_m = self.impl.tile_m
-        self.tile_n = self.impl.tile_n
         self.epilogue = AttentionEpilogue(self.impl, self.dtype, self.tile_m, self.head_dim, self.threads,
                                           self.split_kv, self.pack_gqa)
         self.storage = make_storage("AttentionStorage", self.smem_fields())
@@ -200,16 +185,11 @@ class AttentionKernel:
             return [SmemUnion("q_kv", (q, ring, merge)), scratch]
         return [q, SmemUnion("kv", (ring, merge)), scratch]
 
-    def smem_bytes(self) -> int:
-        return storage_bytes(self.storage)
-
     def why_not(self, target: str = "sm_80") -> str | None:
         """Reason this configuration cannot run on ``target``, or None (FA4's ``can_implement``)."""
-        dtype_name = self.params.dtype
-        if dtype_name not in self.variant.dtypes:
-            return f"dtype {dtype_name} not in {self.variant.dtypes}"
-        if self.head_dim not in self.variant.head_dims:
-            return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
+        reason = self.why_not_variant()
+        if reason is not None:
+            return reason
         rows_per_pass = ThreadMap(self.threads, self.head_dim, self.dtype.width).rows_per_pass
         for name, rows in (("tile_m", self.tile_m), ("tile_n", self.tile_n)):
             if rows < rows_per_pass:  # the copy would run past the tile in shared memory

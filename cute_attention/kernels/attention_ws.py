@@ -27,12 +27,11 @@ from cute_attention.arch.sm90.mainloop import WsMainloopArgs, ring_state
 from cute_attention.arch.sm90.tma import TmaOperand, TmaTiles
 from cute_attention.arch.sm90.wgmma_impl import WARPGROUP
 from cute_attention.core.index_math import paged_box
-from cute_attention.core.targets import has_pdl
-from cute_attention.kernels.abi import DTYPES
 from cute_attention.kernels.cta_map import query_grid
 from cute_attention.kernels.epilogue import AttentionEpilogue
-from cute_attention.kernels.prologue import Prologue, QRows
-from cute_attention.kernels.shared_storage import SmemPart, make_storage, storage_bytes
+from cute_attention.kernels.kernel_base import AttentionKernelBase
+from cute_attention.kernels.prologue import QRows
+from cute_attention.kernels.shared_storage import SmemPart, make_storage
 from cute_attention.kernels.tile_work import locate_work
 
 EPILOGUE_BARRIER = 1  # named barrier of the consumer threads (0 is the whole CTA's)
@@ -52,30 +51,14 @@ class CtaShared:
     pipe_v: Any
 
 
-class AttentionKernelWS:
+class AttentionKernelWS(AttentionKernelBase):
     """Warp-specialized attention over BSHD tensors for one compile-time configuration and target."""
 
     def __init__(self, params, target: str = "sm_90a"):
-        variant = params.variant
-        self.params = params
-        self.variant = variant
-        self.target = target
-        self.dtype = DTYPES[params.dtype]
-        self.head_dim = params.head_dim
-        self.mask = params.mask
-        self.split_kv = params.split_kv
-        self.pdl = params.split_kv and has_pdl(target)
-        self.impl = variant.impl.build(self.dtype, self.head_dim)
-        self.mainloop = variant.mainloop
-        self.kv_cache = variant.kv_cache
-        self.cta_map = variant.cta_map.for_mask(params.mask)
-        self.pack_gqa = variant.pack_gqa
-        self.prologue = Prologue(params.q_ops)
+        super().__init__(params, target)
         # Q by the consumers through registers (a PackGQA tile's rows are no TMA box; ops run on Q in registers)
         # instead of by a TMA copy
         self.q_by_consumers = self.pack_gqa or bool(params.q_ops)
-        self.tile_m = self.impl.tile_m
-        self.tile_n = self.impl.tile_n
         # rows one K/V copy moves: a tile, or a paged cache's block when blocks are smaller than tiles
         self.box_rows = min(self.kv_cache.block_size, self.tile_n) if self.kv_cache.paged else None
         self.stages = self.mainloop.stages
@@ -100,18 +83,13 @@ class AttentionKernelWS:
                 SmemPart("k", self.stages * tile),
                 SmemPart("v", self.stages * tile)]
 
-    def smem_bytes(self) -> int:
-        return storage_bytes(self.storage)
-
     def why_not(self, target: str = "sm_90a") -> str | None:
         """Reason this configuration cannot run on ``target``, or None (FA4's ``can_implement``)."""
-        p = self.params
         if target != "sm_90a":
             return f"the warp-specialized TMA + wgmma kernel needs target sm_90a, not {target}"
-        if p.dtype not in self.variant.dtypes:
-            return f"dtype {p.dtype} not in {self.variant.dtypes}"
-        if self.head_dim not in self.variant.head_dims:
-            return f"head_dim {self.head_dim} not in {self.variant.head_dims}"
+        reason = self.why_not_variant()
+        if reason is not None:
+            return reason
         if self.kv_cache.paged:
             bs = self.kv_cache.block_size
             if bs % self.tile_n and self.tile_n % bs:
@@ -138,7 +116,7 @@ class AttentionKernelWS:
         if cutlass.const_expr(self.tma_o):
             tma_o = TmaTiles.make_store(args.mO, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
         seqlen_q, batch = mQ.shape[1], mQ.shape[0]
-        if cutlass.const_expr(self.params.varlen):
+        if cutlass.const_expr(self.varlen):
             # a tile per max_seqlen_q rows of every sequence; CTAs past a sequence's end exit at once
             seqlen_q, batch = args.max_seqlen_q, args.mCuSeqlensQ.shape[0] - 1
         num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
@@ -186,7 +164,7 @@ class AttentionKernelWS:
             cute.arch.griddepcontrol_wait()
             cute.arch.griddepcontrol_launch_dependents()
         work = self.locate(args, num_q_tiles, num_splits)
-        if cutlass.const_expr(self.params.varlen):
+        if cutlass.const_expr(self.varlen):
             if work.q_start < work.rows_q:  # the grid is sized for the longest sequence
                 self.roles(args, work, num_q_tiles, num_splits, warp, cta, tma)
         else:
@@ -195,7 +173,7 @@ class AttentionKernelWS:
     @cute.jit
     def locate(self, args, num_q_tiles: Int32, num_splits: Int32):
         return locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
-                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.params.varlen)
+                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen)
 
     @cute.jit
     def roles(self, args, work, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
@@ -214,7 +192,7 @@ class AttentionKernelWS:
         """The producer warp: Q once (unless the consumers load it), then K and V tiles in walk order."""
         op_q, op_k, op_v, _ = tma
         # varlen: the descriptors see the packed tensors (batch 1); tiles start at the sequence's first row
-        batch = 0 if cutlass.const_expr(self.params.varlen) else work.batch
+        batch = 0 if cutlass.const_expr(self.varlen) else work.batch
         # (TMA, tiles) -> (TMA, stages)
         q = k = v = None
         if cutlass.const_expr(not self.q_by_consumers):
@@ -310,7 +288,7 @@ class AttentionKernelWS:
             window_left=args.window_left, window_right=args.window_right, mask=self.mask,
             wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group, v_ready=v_ready)
         self.mainloop.consume(a)
-        if cutlass.const_expr(self.params.varlen):
+        if cutlass.const_expr(self.varlen):
             # the sequence's rebased views again (two cu_seqlens reads) rather than held in registers across the walk
             work = self.locate(args, num_q_tiles, num_splits)
         lse = self.epilogue.normalize(st, softmax, acc_O, None)
