@@ -157,11 +157,7 @@ class Sm90WarpSpecialized:
         if total > 0:
             walk_phases(self, a)
             if cutlass.const_expr(self.intra_wg_overlap):
-                sv = ring_state(total - 1, self.stages, False)
-                a.pipe_v.consumer_wait(sv)
-                a.impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
-                a.impl.wait(0)
-                a.pipe_v.consumer_release(sv)
+                self.pv_alone(a, ring_state(total - 1, self.stages, False), False)
 
     @cute.jit
     def scores(self, a: WsMainloopArgs, acc_S, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
@@ -172,32 +168,38 @@ class Sm90WarpSpecialized:
         return a.softmax.update_deferred(a.impl.rows_cols_view(acc_S), is_first)
 
     @cute.jit
+    def qk_alone(self, a: WsMainloopArgs, sk):
+        """S = Q·K of ring slot ``sk``, issued in this group's turn and waited for; K's slot released."""
+        a.pipe_k.consumer_wait(sk)
+        self.order_wait(a)
+        acc_S = a.impl.issue_qk(a.st, sk.index)
+        self.order_pass(a)
+        a.impl.wait(0)
+        a.pipe_k.consumer_release(sk)
+        return acc_S
+
+    @cute.jit
+    def pv_alone(self, a: WsMainloopArgs, sv, first_v: cutlass.Constexpr):
+        """O += P·V of ring slot ``sv``, waited for; V's slot released (``first_v``: walk step 0's V, readied first)."""
+        a.pipe_v.consumer_wait(sv)
+        if cutlass.const_expr(first_v and a.v_ready is not None):
+            a.v_ready(sv.index)
+        a.impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
+        a.impl.wait(0)
+        a.pipe_v.consumer_release(sv)
+
+    @cute.jit
     def step(self, a: WsMainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
         impl = a.impl
         sk = ring_state(t, self.stages, False)
         if cutlass.const_expr(not self.intra_wg_overlap):
-            a.pipe_k.consumer_wait(sk)
-            self.order_wait(a)
-            acc_S = impl.issue_qk(a.st, sk.index)
-            self.order_pass(a)
-            impl.wait(0)
-            a.pipe_k.consumer_release(sk)
+            acc_S = self.qk_alone(a, sk)
             alpha = self.scores(a, acc_S, t, mask, is_first)
             a.softmax.rescale(impl.rows_cols_view(a.acc_O), alpha)
             impl.convert_p(acc_S, a.tOrP)
-            a.pipe_v.consumer_wait(sk)
-            if cutlass.const_expr(is_first and a.v_ready is not None):
-                a.v_ready(sk.index)
-            impl.issue_pv(a.st, a.tOrP, a.acc_O, sk.index)
-            impl.wait(0)
-            a.pipe_v.consumer_release(sk)
+            self.pv_alone(a, sk, is_first)
         elif cutlass.const_expr(is_first):
-            a.pipe_k.consumer_wait(sk)
-            self.order_wait(a)
-            acc_S = impl.issue_qk(a.st, sk.index)
-            self.order_pass(a)
-            impl.wait(0)
-            a.pipe_k.consumer_release(sk)
+            acc_S = self.qk_alone(a, sk)
             self.scores(a, acc_S, t, mask, True)
             impl.convert_p(acc_S, a.tOrP)
             if cutlass.const_expr(a.v_ready is not None):
