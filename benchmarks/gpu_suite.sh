@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suite in seventeen parallel parts on one GPU machine (the parts compile their kernels side by side on
+# The GPU test suite in eighteen parallel parts on one GPU machine (the parts compile their kernels side by side on
 # its cores; the whole suite took 462 s on the H200 with 16 cores). The parts' logs end up in $OUT/pytest_gpu.log,
 # a summary is printed last.
 #   source .device/env.sh; bash benchmarks/gpu_suite.sh
@@ -13,7 +13,8 @@ run a1 tests/test_gpu_attention.py -k "matrix and sm80"
 run a2 tests/test_gpu_attention.py -k "matrix and sm75"
 run a3 tests/test_gpu_attention.py -k "matrix and (sm70 or simt)"
 run a6 tests/test_gpu_attention.py -k "matrix and sm90"
-run a4 tests/test_gpu_attention.py tests/test_compose_example.py -k "not matrix and not prologue"
+run a4 tests/test_gpu_attention.py tests/test_compose_example.py -k "not matrix and not prologue and not knobs"
+run a7 tests/test_gpu_attention.py -k "knobs"
 run a5 tests/test_gpu_attention.py -k "prologue"
 run s1 tests/test_gpu_split.py
 run k1 tests/test_gpu_kvcache.py -k "paged_matches and (bs16 or bs32)"

@@ -121,6 +121,10 @@ CASES = {
     "prefill_sm90_tma_o_store": prefill(variant=dataclasses.replace(
         REGISTRY.get("sm90_m128n128"), name="sm90_m128n128_tmao",
         mainloop=dataclasses.replace(REGISTRY.get("sm90_m128n128").mainloop, tma_o_store=True)), causal=True),
+    "prefill_sm90_persistent_split": prefill(variant=dataclasses.replace(
+        REGISTRY.get("sm90_m128n128"), name="sm90_m128n128_pers",
+        mainloop=dataclasses.replace(REGISTRY.get("sm90_m128n128").mainloop, persistent=True, tma_o_store=True)),
+        causal=True, num_splits=3),
     "varlen_sm90_split_gqa": varlen(splits=3, h=8, hkv=1, d=64, config="sm90"),
 }
 

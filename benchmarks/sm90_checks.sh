@@ -18,14 +18,17 @@ check)
     --lse both --kv linear seqlens paged16 paged64 paged256 --varlen -j 16 > "$OUT/precompile.log" 2>&1
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"
   part matrix tests/test_gpu_attention.py -k "matrix and sm90"
-  part other tests/test_gpu_attention.py -k "sm90 and not matrix"
+  part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
+  part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
+  part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
   part cache tests/test_gpu_kvcache.py -k "cache_config"
   part varlen tests/test_gpu_varlen.py -k "sm90"
   part split tests/test_gpu_split.py -k "sm90"
   for tool in memcheck racecheck synccheck; do
     ( timeout 420 compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
         --only decode_paged_sm90_pack_split --only prefill_paged_sm90_bs64 --only prefill_paged_sm90_bs256_split \
-        --only prefill_sm90_tma_o_store > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
+        --only prefill_sm90_tma_o_store --only prefill_sm90_persistent_split \
+        > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
   done
   wait
   for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done

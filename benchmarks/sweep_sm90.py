@@ -30,18 +30,19 @@ from cute_attention.kernels.attention import AttentionParams  # noqa: E402
 from cute_attention.tools.reference import tolerance_check  # noqa: E402
 
 GRID = {
-    64: ["192x128", "128x128", "192x128-noorder", "128x128s3", "192x128-tmao", "192x96"],
-    96: ["128x128", "128x96", "192x96", "128x128-tmao"],
-    128: ["128x128", "128x128-noorder", "128x128-noovl", "128x176", "128x128s3", "128x112", "128x128-tmao"],
+    64: ["192x128", "128x128", "192x128-noorder", "128x128s3", "192x128-tmao", "192x128-pers-tmao", "192x96"],
+    96: ["128x128", "128x96", "192x96", "192x128", "128x128-tmao"],
+    128: ["128x128", "128x128-noorder", "128x128-noovl", "128x176", "128x128s3", "128x112", "128x128-tmao",
+          "128x128-pers", "128x128-pers-tmao"],
     192: ["128x112", "128x96", "128x80", "128x64", "128x112-noorder", "128x112-tmao"],
-    256: ["128x80", "128x64", "128x80-noorder", "128x64s3", "128x48s3", "128x80-tmao"],
+    256: ["128x80", "128x64", "128x80-noorder", "128x64s3", "128x48s3", "128x80-tmao", "128x80-pers-tmao"],
 }
-CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao)*)$")
+CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers)*)$")
 
 
 def make(text: str, d: int) -> Variant:
-    """``MxN[sS][-noorder][-noovl][-tmao]``: tile M×N, S-deep K and V rings (default 2), without warp-group turns,
-    without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy."""
+    """``MxN[sS][-noorder][-noovl][-tmao][-pers]``: tile M×N, S-deep K and V rings (default 2), without warp-group
+    turns, without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy, persistent CTAs."""
     m = CONFIG.match(text)
     if m is None:
         raise ValueError(f"bad config {text!r}")
@@ -49,7 +50,7 @@ def make(text: str, d: int) -> Variant:
     stages = int(m.group(3) or 2)
     flags = m.group(4) or ""
     mainloop = Sm90WarpSpecialized(stages, intra_wg_overlap="-noovl" not in flags, wg_order="-noorder" not in flags,
-                                   tma_o_store="-tmao" in flags)
+                                   tma_o_store="-tmao" in flags, persistent="-pers" in flags)
     return Variant(f"sm90_{text}", Wgmma(tm, tn), mainloop, config="sm90", head_dims=(d,))
 
 

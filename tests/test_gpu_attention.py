@@ -124,6 +124,41 @@ def test_sm90_packs_query_heads_for_decode_rows(d, dtype):
                 raise AssertionError(f"b={b} sq={sq} sk={sk} h={h}/{hkv} causal={causal} w={window}: {e}") from None
 
 
+def _sm90_knob(tile_m, tile_n, d, **knobs):
+    import dataclasses
+
+    from cute_attention.arch.sm90 import Sm90WarpSpecialized, Wgmma
+    from cute_attention.kernels.variant import Variant
+
+    flags = "".join(f"_{k}" for k, on in knobs.items() if on)
+    return Variant(f"sm90_m{tile_m}n{tile_n}{flags}", Wgmma(tile_m, tile_n),
+                   dataclasses.replace(Sm90WarpSpecialized(), **knobs), config="sm90", head_dims=(d,),
+                   targets=("sm_90a",), spill_budget=64)
+
+
+@pytest.mark.parametrize("knobs", [dict(tma_o_store=True), dict(persistent=True),
+                                   dict(persistent=True, tma_o_store=True)], ids=["tmao", "pers", "pers_tmao"])
+@pytest.mark.parametrize("d,tile_m,tile_n", [(64, 192, 128), (128, 128, 128), (256, 128, 80)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+def test_sm90_epilogue_and_persistent_knobs(knobs, d, tile_m, tile_n, dtype):
+    """The sm90 knobs off by default: O by one TMA store, and persistent CTAs walking work units (more units than
+    SMs, fewer, split-K units, causal heavy-first order) against the reference, on poisoned outputs."""
+    skip_unless_runnable("sm90")
+    variant = _sm90_knob(tile_m, tile_n, d, **knobs)
+    for b, sq, sk, h, hkv in SHAPES + [(4, 1000, 1500, 32, 8)]:
+        for causal, window in MASKS:
+            q, k, v = make_qkv(b, sq, sk, h, hkv, d, dtype)
+            try:
+                check(q, k, v, causal=causal, window_size=window, variant=variant)
+            except AssertionError as e:
+                raise AssertionError(f"b={b} sq={sq} sk={sk} h={h}/{hkv} causal={causal} w={window}: {e}") from None
+    q, k, v = make_qkv(2, 300, 2000, 8, 2, d, dtype)
+    for splits in (3, 0):
+        out = attention(q, k, v, causal=True, variant=variant, num_splits=splits)
+        ok, err, bound = tolerance_check(out, q, k, v, causal=True)
+        assert ok, f"splits={splits}: {err:.3e} > {bound:.3e}"
+
+
 def test_lazy_and_eager_rescale():
     """Both O-rescale forms agree with the reference when the running max keeps moving: the registered lazy
     variant (rescale only past 2**8) and its eager twin (rescale on every tile)."""

@@ -11,6 +11,7 @@ from cute_attention.core.index_math import (
     paged_box,
     paged_slot,
     turbomind_mask_iter_back,
+    unit_coords,
 )
 
 
@@ -162,3 +163,19 @@ def test_paged_boxes_cover_each_tile_row_by_row(tile_n, block_size):
             for i in range(box_rows):
                 token = n * tile_n + j * box_rows + i
                 assert (table[entry], box * box_rows + i) == paged_slot(table, token, block_size)
+
+
+@pytest.mark.parametrize("split_kv", [False, True])
+@pytest.mark.parametrize("heavy_first", [False, True])
+def test_persistent_units_cover_every_block_once(split_kv, heavy_first):
+    """A persistent launch's units map one to one onto the one-unit grid's (query tile, head, batch, split), in the
+    grid's block order (query tile fastest, reversed with heavy_first)."""
+    for q_tiles, heads, batch, splits in itertools.product((1, 3, 16), (1, 5), (1, 2, 3), (1, 4) if split_kv else (1,)):
+        seen = []
+        for unit in range(q_tiles * heads * batch * splits):
+            q, h, b, s = unit_coords(unit, q_tiles, heads, splits, split_kv, heavy_first)
+            bx, by, bz = unit % q_tiles, (unit // q_tiles) % heads, unit // (q_tiles * heads)
+            assert q == (q_tiles - 1 - bx if heavy_first else bx) and h == by
+            assert (b, s) == ((bz // splits, bz % splits) if split_kv else (bz, 0))
+            seen.append((q, h, b, s))
+        assert len(set(seen)) == len(seen) == q_tiles * heads * batch * splits

@@ -51,6 +51,8 @@ class WsMainloopArgs:
     # run by every consumer thread once the V tile of walk step 0 landed, before any P·V reads it, with its slot
     # (a KV cache zeroes its rows past the sequence's keys there); None: nothing to do
     v_ready: Any = None
+    t0: Any = None  # a persistent CTA's K/V steps before this unit (None: the CTA's only unit)
+    first_turn: bool = True  # this unit starts the warp-group turns (a persistent CTA's later units continue them)
 
 
 def ring_state(t, stages: int, producer: bool) -> PipelineState:
@@ -72,6 +74,9 @@ class Sm90WarpSpecialized:
     # O leaves shared memory by one TMA store (padded batches, one-pass builds) instead of 16-byte stores by every
     # consumer thread
     tma_o_store: bool = False
+    # one CTA per SM walks work units (query tile, head, batch, split) round-robin: the next unit's first K/V loads
+    # run under this unit's epilogue, and the CTA's setup is paid once
+    persistent: bool = False
     name: str = "tma_ws"
     warp_specialized = True
     sass_required = ("UTMALDG", "SYNCS", "USETMAXREG")  # TMA loads, mbarriers, the role register split
@@ -89,42 +94,70 @@ class Sm90WarpSpecialized:
         return (f"TMA producer warp, K and V rings of {self.stages}, "
                 + ("softmax overlapping P·V" if self.intra_wg_overlap else "no intra-group overlap")
                 + (", warp-group turns" if self.wg_order else "")
-                + (", O by TMA store" if self.tma_o_store else ""))
+                + (", O by TMA store" if self.tma_o_store else "")
+                + (", persistent CTAs" if self.persistent else ""))
 
     # ---- producer ----
+    def ring(self, t, t0, producer: bool) -> PipelineState:
+        """Walk step ``t``'s slot and phase; ``t0``: the K/V steps a persistent CTA walked before this unit (None:
+        the CTA's only unit)."""
+        return ring_state(t if t0 is None else t0 + t, self.stages, producer)
+
     @cute.jit
-    def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v):
+    def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v, t0=None, q_iter=None):
         """The producer warp's walk: ``load_x(tile, state)`` issues one copy on ``state``'s barrier; ``load_q`` None:
-        Q reaches shared memory another way (the consumers load it)."""
+        Q reaches shared memory another way (the consumers load it). A persistent CTA passes ``t0`` and ``q_iter``
+        (its units so far): it loads Q for every unit, since the consumers release Q's tile after each epilogue."""
         total = sched.n_hi - sched.n_lo
-        if total > 0:
-            s0 = ring_state(Int32(0), self.stages, True)
-            pipe_k.producer_acquire(s0)
-            load_k(sched.n_hi - 1, s0)
+        if cutlass.const_expr(q_iter is None):
+            if total > 0:
+                self.produce_first_k(sched, pipe_k, load_k, t0)
+                if cutlass.const_expr(load_q is not None):
+                    q_state = ring_state(Int32(0), 1, True)
+                    pipe_q.producer_acquire(q_state)
+                    load_q(q_state)
+                self.produce_rest(sched, pipe_k, pipe_v, load_k, load_v, t0)
+        else:
+            if total > 0:
+                self.produce_first_k(sched, pipe_k, load_k, t0)
             if cutlass.const_expr(load_q is not None):
-                q_state = ring_state(Int32(0), 1, True)
+                q_state = ring_state(q_iter, 1, True)
                 pipe_q.producer_acquire(q_state)
                 load_q(q_state)
-            if cutlass.const_expr(self.intra_wg_overlap):
-                for t in cutlass.range(1, total, unroll=1):
-                    sk = ring_state(t, self.stages, True)
-                    pipe_k.producer_acquire(sk)
-                    load_k(sched.n_hi - 1 - t, sk)
-                    sv = ring_state(t - 1, self.stages, True)
-                    pipe_v.producer_acquire(sv)
-                    load_v(sched.n_hi - t, sv)
-                sv = ring_state(total - 1, self.stages, True)
+            if total > 0:
+                self.produce_rest(sched, pipe_k, pipe_v, load_k, load_v, t0)
+
+    @cute.jit
+    def produce_first_k(self, sched, pipe_k, load_k, t0):
+        s0 = self.ring(Int32(0), t0, True)
+        pipe_k.producer_acquire(s0)
+        load_k(sched.n_hi - 1, s0)
+
+    @cute.jit
+    def produce_rest(self, sched, pipe_k, pipe_v, load_k, load_v, t0):
+        """Every load after K(0), in the order the consumers read them."""
+        total = sched.n_hi - sched.n_lo
+        if cutlass.const_expr(self.intra_wg_overlap):
+            for t in cutlass.range(1, total, unroll=1):
+                sk = self.ring(t, t0, True)
+                pipe_k.producer_acquire(sk)
+                load_k(sched.n_hi - 1 - t, sk)
+                sv = self.ring(t - 1, t0, True)
                 pipe_v.producer_acquire(sv)
-                load_v(sched.n_lo, sv)
-            else:
-                pipe_v.producer_acquire(s0)
-                load_v(sched.n_hi - 1, s0)
-                for t in cutlass.range(1, total, unroll=1):
-                    s = ring_state(t, self.stages, True)
-                    pipe_k.producer_acquire(s)
-                    load_k(sched.n_hi - 1 - t, s)
-                    pipe_v.producer_acquire(s)
-                    load_v(sched.n_hi - 1 - t, s)
+                load_v(sched.n_hi - t, sv)
+            sv = self.ring(total - 1, t0, True)
+            pipe_v.producer_acquire(sv)
+            load_v(sched.n_lo, sv)
+        else:
+            s0 = self.ring(Int32(0), t0, True)
+            pipe_v.producer_acquire(s0)
+            load_v(sched.n_hi - 1, s0)
+            for t in cutlass.range(1, total, unroll=1):
+                s = self.ring(t, t0, True)
+                pipe_k.producer_acquire(s)
+                load_k(sched.n_hi - 1 - t, s)
+                pipe_v.producer_acquire(s)
+                load_v(sched.n_hi - 1 - t, s)
 
     # ---- consumer warp-group turns ----
     def ordered(self, consumer_wgs: int) -> bool:
@@ -152,12 +185,13 @@ class Sm90WarpSpecialized:
     @cute.jit
     def consume(self, a: WsMainloopArgs):
         """The consumer warp groups' walk over the KV tiles (three phases); ends with O unnormalized."""
-        self.order_init(a)
+        if cutlass.const_expr(a.first_turn):
+            self.order_init(a)
         total = a.sched.n_hi - a.sched.n_lo
         if total > 0:
             walk_phases(self, a)
             if cutlass.const_expr(self.intra_wg_overlap):
-                self.pv_alone(a, ring_state(total - 1, self.stages, False), False)
+                self.pv_alone(a, self.ring(total - 1, a.t0, False), False)
 
     @cute.jit
     def scores(self, a: WsMainloopArgs, acc_S, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
@@ -191,7 +225,7 @@ class Sm90WarpSpecialized:
     @cute.jit
     def step(self, a: WsMainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
         impl = a.impl
-        sk = ring_state(t, self.stages, False)
+        sk = self.ring(t, a.t0, False)
         if cutlass.const_expr(not self.intra_wg_overlap):
             acc_S = self.qk_alone(a, sk)
             alpha = self.scores(a, acc_S, t, mask, is_first)
@@ -204,11 +238,11 @@ class Sm90WarpSpecialized:
             impl.convert_p(acc_S, a.tOrP)
             if cutlass.const_expr(a.v_ready is not None):
                 # V of step 0 is first read by step 1's P·V (or the tail's): ready it while that is still ahead
-                sv = ring_state(t, self.stages, False)
+                sv = self.ring(t, a.t0, False)
                 a.pipe_v.consumer_wait(sv)
                 a.v_ready(sv.index)
         else:
-            sv = ring_state(t - 1, self.stages, False)
+            sv = self.ring(t - 1, a.t0, False)
             a.pipe_k.consumer_wait(sk)
             self.order_wait(a)
             acc_S = impl.issue_qk(a.st, sk.index)

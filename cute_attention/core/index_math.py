@@ -157,6 +157,21 @@ def paged_box(row: Int, box_rows: int, block_size: int) -> tuple[Int, Int]:
     return row // block_size, (row % block_size) // box_rows
 
 
+def unit_coords(unit: Int, num_q_tiles: Int, num_heads: Int, num_splits: Int, split_kv: bool,
+                heavy_first: bool) -> tuple[Int, Int, Int, Int]:
+    """(query tile, head, batch, split) of work unit ``unit`` of a persistent launch, numbered like the blocks of a
+    one-unit launch ``(query tile, head, batch · splits)``: query tile fastest (last to first with ``heavy_first``),
+    then head, then batch · splits. Python ints or DSL integers (``split_kv`` and ``heavy_first`` are Python)."""
+    bx = unit % num_q_tiles
+    rest = unit // num_q_tiles
+    q_tile = num_q_tiles - 1 - bx if heavy_first else bx
+    head = rest % num_heads
+    bz = rest // num_heads
+    if split_kv:
+        return q_tile, head, bz // num_splits, bz % num_splits
+    return q_tile, head, bz, 0
+
+
 def num_splits_heuristic(ctas: int, sms: int, ctas_per_sm: int, max_splits: int, wave_cap: int) -> int:
     """TurboMind's split count: the cheapest ``s`` in ``1..max_splits`` by
     ``cost = (1/s + 1e-3) · ceil(ctas·s / (sms·ctas_per_sm))``, stopping once the waves pass ``wave_cap``.

@@ -74,7 +74,8 @@ def launch_split(kernel: CompiledKernel, params: AttentionParams, reduce: Compil
     b, sq, h, d = q.shape
     o_part = torch.empty((params.num_splits, b, sq, h, d), dtype=torch.float32, device=q.device)
     lse_part = torch.empty((params.num_splits, b, h, sq), dtype=torch.float32, device=q.device)
-    launch(kernel, q.device, params.launch_args(q, k, v, o_part, lse_part, block_table, seqlens_k, varlen))
+    launch(kernel, q.device, params.launch_args(q, k, v, o_part, lse_part, block_table, seqlens_k, varlen,
+                                                sm_count(q.device.index) if params.persistent else None))
     launch(reduce, out.device, ReduceParams.launch_args(o_part, lse_part, out, lse))
 
 
@@ -85,10 +86,17 @@ def run(kernel: CompiledKernel, params: AttentionParams, reduce: CompiledKernel 
     Returns ``out`` or ``(out, lse)``."""
     lse = None if lse_shape is None else torch.empty(lse_shape, dtype=torch.float32, device=q.device)
     if reduce is None:
-        launch(kernel, q.device, params.launch_args(q, k, v, out, lse, block_table, seqlens_k, varlen))
+        launch(kernel, q.device, params.launch_args(q, k, v, out, lse, block_table, seqlens_k, varlen,
+                                                    sm_count(q.device.index) if params.persistent else None))
     else:
         launch_split(kernel, params, reduce, q, k, v, out, lse, block_table, seqlens_k, varlen)
     return out if lse is None else (out, lse)
+
+
+@functools.cache
+def sm_count(device_index: int) -> int:
+    """SMs of a device: the CTAs of a persistent kernel's launch."""
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 @functools.cache

@@ -82,6 +82,7 @@ class AttentionArgs(NamedTuple):
     mCuSeqlensQ: cute.Tensor | None = None  # (batch + 1,) int32 first row of each sequence, then the total
     mCuSeqlensK: cute.Tensor | None = None
     max_seqlen_q: Int32 | None = None  # sizes the grid's query tiles
+    num_ctas: Int32 | None = None  # persistent kernels: CTAs to launch (the GPU's SM count), else None
 
 
 def fp32(x: float) -> float:
@@ -150,15 +151,25 @@ class AttentionParams(KernelRecord):
             mCuSeqlensQ=fake_int32(1) if self.varlen else None,
             mCuSeqlensK=fake_int32(1) if self.varlen else None,
             max_seqlen_q=Int32(1) if self.varlen else None,
+            num_ctas=Int32(1) if self.persistent else None,
         )
         return args, Int32(1)
 
-    def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None, varlen=None) -> tuple:
+    @property
+    def persistent(self) -> bool:
+        """The kernel walks work units in one CTA per SM (its launch needs the SM count)."""
+        return getattr(self.variant.mainloop, "persistent", False)
+
+    def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None, varlen=None, num_ctas=None) -> tuple:
         """One launch's arguments: ``out``/``lse`` are the result, or with ``split_kv`` the fp32 partials;
-        ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch."""
+        ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch; ``num_ctas``: the SM count,
+        for persistent kernels."""
         cu_q, cu_k, max_q = varlen if varlen is not None else (None, None, None)
+        if self.persistent and num_ctas is None:
+            raise ValueError(f"{self.label} is persistent: its launch needs num_ctas (the GPU's SM count)")
         return (AttentionArgs(q, k, v, out, lse, block_table, seqlens_k, self.scale_log2, self.window_left,
-                              self.window_right, cu_q, cu_k, max_q), self.num_splits)
+                              self.window_right, cu_q, cu_k, max_q, num_ctas if self.persistent else None),
+                self.num_splits)
 
 
 class AttentionKernel(AttentionKernelBase):

@@ -15,6 +15,7 @@ warp groups 1.. are the consumers, 64 query rows each. The epilogue runs on the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import cutlass
@@ -65,6 +66,7 @@ class AttentionKernelWS(AttentionKernelBase):
         self.consumer_threads = self.impl.threads
         self.threads = self.consumer_threads + WARPGROUP
         self.producer_regs, self.consumer_regs = REGISTERS[self.impl.consumer_wgs]
+        self.persistent = self.mainloop.persistent
         # one TMA store of O where rows past the tile's sequence are past the tensor's end (not varlen) and O is
         # the output (not split-K's fp32 partials)
         self.tma_o = self.mainloop.tma_o_store and not params.varlen and not params.split_kv and not self.pack_gqa
@@ -90,6 +92,8 @@ class AttentionKernelWS(AttentionKernelBase):
         reason = self.why_not_variant()
         if reason is not None:
             return reason
+        if self.persistent and self.varlen:
+            return "persistent CTAs are not built for varlen batches yet"
         if self.kv_cache.paged:
             bs = self.kv_cache.block_size
             if bs % self.tile_n and self.tile_n % bs:
@@ -121,6 +125,9 @@ class AttentionKernelWS(AttentionKernelBase):
             seqlen_q, batch = args.max_seqlen_q, args.mCuSeqlensQ.shape[0] - 1
         num_q_tiles, grid_heads = query_grid(seqlen_q, mQ.shape[2], mK.shape[2], self.tile_m, self.pack_gqa)
         grid = self.cta_map.grid(num_q_tiles, grid_heads, batch, num_splits)
+        if cutlass.const_expr(self.persistent):
+            # one CTA per SM (at most one per work unit); each walks units blockIdx.x, + gridDim.x, ...
+            grid = (cutlass.min(num_q_tiles * grid_heads * batch * num_splits, args.num_ctas), 1, 1)
         self.kernel(args, tma_q.atom, tma_q.coords, tma_k.atom, tma_k.coords, tma_v.atom, tma_v.coords,
                     tma_o.atom, tma_o.coords, num_q_tiles, num_splits).launch(
             grid=grid, block=[self.threads, 1, 1], smem=self.smem_bytes(), stream=stream, use_pdl=self.pdl,
@@ -163,6 +170,14 @@ class AttentionKernelWS(AttentionKernelBase):
             # global memory is touched only after the previous kernel on the stream finished
             cute.arch.griddepcontrol_wait()
             cute.arch.griddepcontrol_launch_dependents()
+        if cutlass.const_expr(self.persistent):
+            self.persistent_roles(args, num_q_tiles, num_splits, warp, cta, tma)
+        else:
+            self.one_unit(args, num_q_tiles, num_splits, warp, cta, tma)
+
+    @cute.jit
+    def one_unit(self, args, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
+        """A CTA per work unit: this block's."""
         work = self.locate(args, num_q_tiles, num_splits)
         if cutlass.const_expr(self.varlen):
             if work.q_start < work.rows_q:  # the grid is sized for the longest sequence
@@ -171,9 +186,45 @@ class AttentionKernelWS(AttentionKernelBase):
             self.roles(args, work, num_q_tiles, num_splits, warp, cta, tma)
 
     @cute.jit
-    def locate(self, args, num_q_tiles: Int32, num_splits: Int32):
+    def locate(self, args, num_q_tiles: Int32, num_splits: Int32, coords=None):
         return locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
-                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen)
+                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen, coords)
+
+    @cute.jit
+    def persistent_roles(self, args, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
+        """A CTA per SM walks work units ``blockIdx.x, + gridDim.x, ...`` (numbered like the blocks of a
+        one-unit launch). Producer and consumers count the K/V walk steps and Q loads of the units behind them,
+        which locate the next unit's ring slots; the consumers release Q's tile (also O's) after each epilogue."""
+        mQ = args.mQ
+        _, grid_heads = query_grid(mQ.shape[1], mQ.shape[2], args.mK.shape[2], self.tile_m, self.pack_gqa)
+        num_units = num_q_tiles * grid_heads * mQ.shape[0] * num_splits
+        first, _, _ = cute.arch.block_idx()
+        stride, _, _ = cute.arch.grid_dim()
+        if warp < 4:
+            cute.arch.setmaxregister_decrease(self.producer_regs)
+            if warp == 0:
+                t0 = Int32(0)
+                q_iter = Int32(0)
+                for unit in cutlass.range(first, num_units, stride, unroll=1):
+                    coords = self.cta_map.unit_coords(unit, num_q_tiles, grid_heads, num_splits, self.split_kv)
+                    work = self.locate(args, num_q_tiles, num_splits, coords)
+                    self.produce(args, work, cta, tma, t0, q_iter)
+                    t0 = t0 + (work.sched.n_hi - work.sched.n_lo)
+                    q_iter = q_iter + 1
+        else:
+            cute.arch.setmaxregister_increase(self.consumer_regs)
+            tidx, _, _ = cute.arch.thread_idx()
+            tidx = tidx - WARPGROUP
+            # the first unit takes the first turn; later units continue the turns where the last one left them
+            self.mainloop.order_init(SimpleNamespace(impl=self.impl, wg=cute.arch.make_warp_uniform(tidx // WARPGROUP)))
+            t0 = Int32(0)
+            q_iter = Int32(0)
+            for unit in cutlass.range(first, num_units, stride, unroll=1):
+                coords = self.cta_map.unit_coords(unit, num_q_tiles, grid_heads, num_splits, self.split_kv)
+                work = self.locate(args, num_q_tiles, num_splits, coords)
+                self.consume(args, work, num_q_tiles, num_splits, tidx, cta, tma[3], t0, q_iter)
+                t0 = t0 + (work.sched.n_hi - work.sched.n_lo)
+                q_iter = q_iter + 1
 
     @cute.jit
     def roles(self, args, work, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
@@ -188,7 +239,7 @@ class AttentionKernelWS(AttentionKernelBase):
             self.consume(args, work, num_q_tiles, num_splits, tidx - WARPGROUP, cta, tma[3])
 
     @cute.jit
-    def produce(self, args, work, cta: CtaShared, tma: tuple):
+    def produce(self, args, work, cta: CtaShared, tma: tuple, t0=None, q_iter=None):
         """The producer warp: Q once (unless the consumers load it), then K and V tiles in walk order."""
         op_q, op_k, op_v, _ = tma
         # varlen: the descriptors see the packed tensors (batch 1); tiles start at the sequence's first row
@@ -221,7 +272,7 @@ class AttentionKernelWS(AttentionKernelBase):
             else:
                 v.copy(n, state.index, cta.pipe_v.producer_get_barrier(state))
 
-        self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v)
+        self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v, t0, q_iter)
 
     @cute.jit
     def load_paged(self, op: TmaOperand, work, table: cute.Tensor, n, s: cute.Tensor, stage, barrier):
@@ -255,8 +306,10 @@ class AttentionKernelWS(AttentionKernelBase):
             cute.arch.barrier(barrier_id=EPILOGUE_BARRIER, number_of_threads=self.consumer_threads)
 
     @cute.jit
-    def consume(self, args, work, num_q_tiles: Int32, num_splits: Int32, tidx, cta: CtaShared, op_o: TmaOperand):
-        """A consumer thread: wait for Q, walk the KV tiles, then the epilogue."""
+    def consume(self, args, work, num_q_tiles: Int32, num_splits: Int32, tidx, cta: CtaShared, op_o: TmaOperand,
+                t0=None, q_iter=None):
+        """A consumer thread: wait for Q, walk the KV tiles, then the epilogue (``t0``, ``q_iter``: a persistent
+        CTA's K/V walk steps and Q loads before this unit)."""
         impl = self.impl
         sQ = cta.sQ[None, None, 0]
         st = impl.make_state(tidx, sQ, cta.sK, cta.sV)
@@ -268,7 +321,12 @@ class AttentionKernelWS(AttentionKernelBase):
             def v_ready(slot):
                 self.zero_v_tail(cta.sV, work.sched.n_hi - 1, work.seqlen_k, tidx, slot)
         total = work.sched.n_hi - work.sched.n_lo
+        persistent = q_iter is not None
+        q_state = ring_state(Int32(0) if q_iter is None else q_iter, 1, False)
         if cutlass.const_expr(self.q_by_consumers):
+            if cutlass.const_expr(persistent):
+                # the previous unit's epilogue read O out of this tile
+                cute.arch.barrier(barrier_id=EPILOGUE_BARRIER, number_of_threads=self.consumer_threads)
             # (tile_m, head_dim), or PackGQA's row source
             gQ = work.q_rows
             if cutlass.const_expr(not self.pack_gqa):
@@ -280,24 +338,32 @@ class AttentionKernelWS(AttentionKernelBase):
             # the stores (generic proxy) must be seen by the warpgroup MMAs (async proxy) of every consumer
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier(barrier_id=EPILOGUE_BARRIER, number_of_threads=self.consumer_threads)
+        elif cutlass.const_expr(persistent):
+            cta.pipe_q.consumer_wait(q_state)  # a persistent producer loads Q for every unit
         elif total > 0:
-            cta.pipe_q.consumer_wait(ring_state(Int32(0), 1, False))
+            cta.pipe_q.consumer_wait(q_state)
         a = WsMainloopArgs(
             impl=impl, st=st, softmax=softmax, acc_O=acc_O, tOrP=impl.make_p(st), pipe_k=cta.pipe_k, pipe_v=cta.pipe_v,
             sched=work.sched, q_start=work.q_start, seqlen_q=work.seqlen_q, seqlen_k=work.seqlen_k,
             window_left=args.window_left, window_right=args.window_right, mask=self.mask,
-            wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group, v_ready=v_ready)
+            wg=cute.arch.make_warp_uniform(tidx // WARPGROUP), group=work.group, v_ready=v_ready, t0=t0,
+            first_turn=not persistent)
         self.mainloop.consume(a)
         if cutlass.const_expr(self.varlen):
             # the sequence's rebased views again (two cu_seqlens reads) rather than held in registers across the walk
             work = self.locate(args, num_q_tiles, num_splits)
         lse = self.epilogue.normalize(st, softmax, acc_O, None)
         if cutlass.const_expr(self.tma_o):
-            # O and the LSE by every consumer thread into shared memory / global, then one TMA store of the tile
-            self.epilogue.write_group(st, acc_O, lse, sQ, work.mLSE, work)
+            # O (stmatrix) and the LSE by every consumer thread into shared memory / global, then one TMA store
+            impl.store_o_stmatrix(st, acc_O, sQ)
+            self.epilogue.write_lse(st, lse, work.mLSE, work)
             cute.arch.fence_proxy("async.shared", space="cta")
             self.epilogue.sync()
             if tidx == 0:
                 TmaTiles.store(op_o, work.head, work.batch, cta.sQ, work.q_tile, self.tile_m, self.head_dim)
+            if cutlass.const_expr(persistent and not self.q_by_consumers):
+                self.epilogue.sync()  # the store has read O out of Q's tile
         else:
             self.epilogue.write(tidx, st, acc_O, lse, sQ, work.mO, work.mLSE, work)
+        if cutlass.const_expr(persistent and not self.q_by_consumers):
+            cta.pipe_q.consumer_release(q_state)  # the producer may load the next unit's Q

@@ -8,7 +8,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
-from cute_attention.core.index_math import ceil_div
+from cute_attention.core.index_math import ceil_div, unit_coords
 
 
 def query_grid(seqlen_q, nheads, nheads_kv, tile_m: int, pack_gqa: bool) -> tuple:
@@ -38,6 +38,15 @@ class AttentionCtaMap:
     @staticmethod
     def grid(num_q_tiles: Int32, num_heads: Int32, batch: Int32, num_splits: Int32 = 1) -> tuple:
         return (num_q_tiles, num_heads, batch * num_splits)
+
+    @cute.jit
+    def unit_coords(self, unit: Int32, num_q_tiles: Int32, num_heads: Int32, num_splits: Int32,
+                    split_kv: cutlass.Constexpr) -> tuple:
+        """(query tile, head, batch, split) of work unit ``unit`` of a persistent launch
+        (:func:`~cute_attention.core.index_math.unit_coords`: numbered like the blocks of :meth:`grid`)."""
+        q_tile, head, batch, split = unit_coords(unit, num_q_tiles, num_heads, num_splits, split_kv,
+                                                 bool(self.heavy_first))
+        return q_tile, head, batch, Int32(split)
 
     @cute.jit
     def tile_coords(self, num_q_tiles: Int32, num_splits: Int32, split_kv: cutlass.Constexpr) -> tuple:

@@ -80,9 +80,14 @@ class AttentionEpilogue:
     @cute.jit
     def write_group(self, st, acc_O: cute.Tensor, lse: cute.Tensor, sO: cute.Tensor, mLSE: cute.Tensor | None,
                     work: TileWork):
-        """The warp group holding the final result writes O to shared memory and the LSE to global
-        (``work.q_rows``: PackGQA's row → (token, head) map, else row = token of ``work.head``)."""
+        """The warp group holding the final result writes O to shared memory and the LSE to global."""
         self.impl.store_o(st, acc_O, sO)
+        self.write_lse(st, lse, mLSE, work)
+
+    @cute.jit
+    def write_lse(self, st, lse: cute.Tensor, mLSE: cute.Tensor | None, work: TileWork):
+        """The LSE of this thread's valid rows (``work.q_rows``: PackGQA's row → (token, head) map, else row = token
+        of ``work.head``); nothing without ``mLSE``."""
         q_rows = work.q_rows
         if cutlass.const_expr(mLSE is not None):
             if st.tOcO_mn[0, 0][1] == 0:

@@ -52,11 +52,16 @@ class TileWork:
 @cute.jit
 def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlass.Constexpr,
                 tile_n: cutlass.Constexpr, head_dim: cutlass.Constexpr, mask: cutlass.Constexpr,
-                pack_gqa: cutlass.Constexpr, split_kv: cutlass.Constexpr, varlen: cutlass.Constexpr) -> TileWork:
+                pack_gqa: cutlass.Constexpr, split_kv: cutlass.Constexpr, varlen: cutlass.Constexpr,
+                coords=None) -> TileWork:
     """This CTA's :class:`TileWork` from the kernel's :class:`~cute_attention.kernels.attention.AttentionArgs`
     (``args.mO`` is the output; with ``split_kv`` the fp32 partials, never packed; with ``varlen`` sequences are
-    packed along one token axis and delimited by ``args.mCuSeqlensQ`` / ``mCuSeqlensK``)."""
-    q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv)
+    packed along one token axis and delimited by ``args.mCuSeqlensQ`` / ``mCuSeqlensK``; ``coords``: a persistent
+    CTA's (query tile, head, batch, split) of its current unit, else the CTA map's of this block)."""
+    if cutlass.const_expr(coords is None):
+        q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv)
+    else:
+        q_tile, head, batch, split = coords
     mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     seqlen_q = mQ.shape[1]
     seqlen_k = mK.shape[1]
