@@ -35,9 +35,9 @@ def prefill(variant=None, dtype=torch.bfloat16, d=128, **kw):
     return run
 
 
-def decode_paged(variant=None, splits=0, append=True, config=None, sq=1, bs=16):
+def decode_paged(variant=None, splits=0, append=True, config=None, sq=1, bs=16, d=128):
     def run():
-        b, h, hkv, d = 2, 16, 4, 128
+        b, h, hkv = 2, 16, 4
         q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
         blocks_per_seq = -(-(130 + sq + 16) // bs)
         nblocks = 2 * blocks_per_seq + 4
@@ -118,6 +118,8 @@ CASES = {
     "decode_paged_sm90_pack_split": decode_paged(config="sm90"),
     "prefill_paged_sm90_bs64": decode_paged(config="sm90", sq=100, bs=64, splits=1),
     "prefill_paged_sm90_bs256_split": decode_paged(config="sm90", sq=100, bs=256, splits=3, append=False),
+    "decode_paged_sm90_pack_d256": decode_paged(config="sm90", d=256, bs=32),
+    "prefill_paged_sm90_d256_bs32_split": decode_paged(config="sm90", sq=100, bs=32, splits=2, d=256),
     "prefill_sm90_tma_o_store": prefill(variant=dataclasses.replace(
         REGISTRY.get("sm90_m128n128"), name="sm90_m128n128_tmao",
         mainloop=dataclasses.replace(REGISTRY.get("sm90_m128n128").mainloop, tma_o_store=True)), causal=True),

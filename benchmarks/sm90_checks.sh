@@ -14,9 +14,12 @@ part() {  # name, pytest args...
 }
 case "${1:-check}" in
 check)
-  timeout 240 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
-    --lse both --kv linear seqlens paged16 paged64 paged256 --varlen -j 16 > "$OUT/precompile.log" 2>&1
+  timeout 150 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
+    --lse both --varlen -j 16 > "$OUT/precompile.log" 2>&1
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"
+  timeout 200 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
+    --lse yes --head-dim 64 128 256 --kv seqlens paged16 paged32 paged64 paged256 -j 16 > "$OUT/precompile_kv.log" 2>&1
+  echo "precompile (caches) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_kv.log")"
   part matrix tests/test_gpu_attention.py -k "matrix and sm90"
   part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
@@ -27,7 +30,8 @@ check)
   for tool in memcheck racecheck synccheck; do
     ( timeout 420 compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
         --only decode_paged_sm90_pack_split --only prefill_paged_sm90_bs64 --only prefill_paged_sm90_bs256_split \
-        --only prefill_sm90_tma_o_store --only prefill_sm90_persistent_split \
+        --only prefill_sm90_tma_o_store --only prefill_sm90_persistent_split --only decode_paged_sm90_pack_d256 \
+        --only prefill_paged_sm90_d256_bs32_split \
         > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
   done
   wait
