@@ -10,6 +10,9 @@ shared-memory struct with the mbarrier arrays of the Q, K and V pipelines, and t
 
 Roles: warp group 0 is the producer (its warp 0 issues every copy, the other three idle with few registers),
 warp groups 1.. are the consumers, 64 query rows each. The epilogue runs on the consumers only (named barrier 1).
+For PackGQA tiles and prologue ops the consumers load Q themselves, through registers. Over a KV cache the K/V copies
+come from its blocks (:meth:`AttentionKernelWS.load_paged`) and V's rows past a sequence's length are zeroed before
+use. With the mainloop's ``persistent`` knob a CTA per SM walks work units instead of one (``persistent_roles``).
 """
 
 from __future__ import annotations
