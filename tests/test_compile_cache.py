@@ -54,6 +54,24 @@ def test_fake_args_match_the_launch_record(record, tensors):
     assert len(fake) == len(launch) and type(fake[0]) is type(launch[0]) and len(fake[0]) == len(launch[0])
 
 
+def test_persistent_launch_carries_the_sm_count():
+    """A persistent kernel's launch needs the CTA count (the SM count, a runtime argument, never part of the key);
+    asking for a launch without it raises before anything runs."""
+    from cute_attention.host.registry import SM90_M128N128
+
+    pers = dataclasses.replace(SM90_M128N128, name="sm90_pers",
+                               mainloop=dataclasses.replace(SM90_M128N128.mainloop, persistent=True))
+    p = params(variant=pers, head_dim=128)
+    fake = p.fake_args()
+    args, _ = p.launch_args(*[object()] * 5, num_ctas=132)
+    assert args.num_ctas == 132 and fake[0].num_ctas is not None and len(fake[0]) == len(args)
+    with pytest.raises(ValueError, match="num_ctas"):
+        p.launch_args(*[object()] * 5)
+    plain, _ = params().launch_args(*[object()] * 5, num_ctas=132)
+    assert plain.num_ctas is None and params().fake_args()[0].num_ctas is None
+    assert CompileKey.of(p, "sm_90a") == CompileKey.of(dataclasses.replace(p, num_splits=3), "sm_90a")
+
+
 def test_launch_args_carry_the_runtime_scalars():
     p = params(softmax_scale=0.125, window_left=61, window_right=17, num_splits=3)
     args, splits = p.launch_args("q", "k", "v", "o", "lse", "table", "lens")
