@@ -110,6 +110,7 @@ class Sm90WarpSpecialized:
         (its units so far): it loads Q for every unit, since the consumers release Q's tile after each epilogue."""
         total = sched.n_hi - sched.n_lo
         if cutlass.const_expr(q_iter is None):
+            # a CTA's only unit: nothing to load when it walks no tile (its rows see no key)
             if total > 0:
                 self.produce_first_k(sched, pipe_k, load_k, t0)
                 if cutlass.const_expr(load_q is not None):

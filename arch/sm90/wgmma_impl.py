@@ -245,20 +245,22 @@ class WgmmaImpl:
 
     @cute.jit
     def store_o(self, st: WgmmaState, acc_O: cute.Tensor, sO: cute.Tensor):
-        """Convert the normalized accumulators to the output type and write them to ``sO``."""
-        rO = cute.make_fragment_like(acc_O, self.dtype)
-        rO.store(acc_O.load().to(self.dtype))
-        atom = cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=32)
-        copy_O = cute.make_tiled_copy_C(atom, self.tiled_mma_pv()).get_slice(st.tq)
-        cute.copy(copy_O, copy_O.retile(rO), copy_O.partition_D(sO))
+        """Convert the normalized accumulators to the output type and write them to ``sO`` (32-bit stores)."""
+        self.store_o_with(cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=32),
+                          st, acc_O, sO)
 
     @cute.jit
     def store_o_stmatrix(self, st: WgmmaState, acc_O: cute.Tensor, sO: cute.Tensor):
         """:meth:`store_o` by ``stmatrix`` (four 8x8 matrices per instruction: 8 instructions per thread at d128
         instead of 32 32-bit stores), for the TMA store of O."""
+        self.store_o_with(cute.make_copy_atom(cute.nvgpu.warp.StMatrix8x8x16bOp(transpose=False, num_matrices=4),
+                                              self.dtype), st, acc_O, sO)
+
+    @cute.jit
+    def store_o_with(self, atom, st: WgmmaState, acc_O: cute.Tensor, sO: cute.Tensor):
+        """O in the output type through ``atom``, partitioned like P·V's accumulator."""
         rO = cute.make_fragment_like(acc_O, self.dtype)
         rO.store(acc_O.load().to(self.dtype))
-        atom = cute.make_copy_atom(cute.nvgpu.warp.StMatrix8x8x16bOp(transpose=False, num_matrices=4), self.dtype)
         copy_O = cute.make_tiled_copy_C(atom, self.tiled_mma_pv()).get_slice(st.tq)
         cute.copy(copy_O, copy_O.retile(rO), copy_O.partition_D(sO))
 

@@ -261,20 +261,17 @@ class AttentionKernelWS(AttentionKernelBase):
         if cutlass.const_expr(self.q_by_consumers):
             load_q = None
 
-        def load_k(n, state):
-            if cutlass.const_expr(self.kv_cache.paged):
-                self.load_paged(op_k, work, args.mPageTable, n, cta.sK, state.index,
-                                cta.pipe_k.producer_get_barrier(state))
-            else:
-                k.copy(n, state.index, cta.pipe_k.producer_get_barrier(state))
+        def kv_loader(op, part, s, pipe):
+            """``load(tile, state)`` of K or V: from a paged cache's blocks, or one tile of the tensor."""
+            def load(n, state):
+                if cutlass.const_expr(self.kv_cache.paged):
+                    self.load_paged(op, work, args.mPageTable, n, s, state.index, pipe.producer_get_barrier(state))
+                else:
+                    part.copy(n, state.index, pipe.producer_get_barrier(state))
+            return load
 
-        def load_v(n, state):
-            if cutlass.const_expr(self.kv_cache.paged):
-                self.load_paged(op_v, work, args.mPageTable, n, cta.sV, state.index,
-                                cta.pipe_v.producer_get_barrier(state))
-            else:
-                v.copy(n, state.index, cta.pipe_v.producer_get_barrier(state))
-
+        load_k = kv_loader(op_k, k, cta.sK, cta.pipe_k)
+        load_v = kv_loader(op_v, v, cta.sV, cta.pipe_v)
         self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v, t0, q_iter)
 
     @cute.jit
