@@ -129,19 +129,19 @@ def main():
     names = sorted({n for r in rows for n in r["results"]})
     unit = "GB/s of K+V read (% of copy)" if args.sq == 1 else f"TFLOP/s ({args.sq} query tokens, causal)"
     print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | {unit}")
-    print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n[-16:]:>16}" for n in names))
+    print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n:>18}" for n in names))
     for r in rows:
         cells = []
         for n in names:
             res = r["results"].get(n, {})
             if "gbps" not in res:
-                cells.append(f"{'err':>16}")
+                cells.append(f"{'err':>18}")
             elif args.sq == 1:
                 cells.append(f"{res['gbps']:7.0f} ({100 * res['gbps'] / copy:3.0f}%)")
             else:
                 cells.append(f"{res['tflops']:7.1f}")
         print(f"{r['nheads']:>3}/{r['nheads_kv']:<2} {r['batch']:>5} {r['context']:>7} " + " ".join(
-            f"{c:>16}" for c in cells))
+            f"{c:>18}" for c in cells))
 
 
 if __name__ == "__main__":

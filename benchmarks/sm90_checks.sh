@@ -8,9 +8,10 @@ set -u
 cd "$(dirname "$0")/.."
 export CUTE_ATTENTION_CACHE_DIR=${CUTE_ATTENTION_CACHE_DIR:-$PWD/.cache/ca}
 t0=$(date +%s)
+left() { echo $(( t0 + ${BUDGET_S:-570} - $(date +%s) )); }  # seconds left of this device call
 part() {  # name, pytest args...
   local name=$1; shift
-  ( timeout 420 python3 -m pytest -q -p no:cacheprovider "$@" > "$OUT/part_$name.log" 2>&1 ) &
+  ( timeout "$(left)" python3 -m pytest -q -p no:cacheprovider "$@" > "$OUT/part_$name.log" 2>&1 ) &
 }
 case "${1:-check}" in
 check)
@@ -28,7 +29,7 @@ check)
   part varlen tests/test_gpu_varlen.py -k "sm90"
   part split tests/test_gpu_split.py -k "sm90"
   for tool in memcheck racecheck synccheck; do
-    ( timeout 420 compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
+    ( timeout "$(left)" compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
         --only decode_paged_sm90_pack_split --only prefill_paged_sm90_bs64 --only prefill_paged_sm90_bs256_split \
         --only prefill_sm90_tma_o_store --only prefill_sm90_persistent_split --only decode_paged_sm90_pack_d256 \
         --only prefill_paged_sm90_d256_bs32_split \
@@ -40,13 +41,26 @@ check)
     echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^ok|rc=" "$OUT/sanitizer_$tool.log" | tr '\n' ' ')"
   done
   ;;
+cache)  # the KV-cache configs' GPU test (one process per case), then the benches
+  timeout 240 python3 -m cute_attention precompile --target sm_90a --config sm80 sm90 --mask none causal window \
+    --lse yes --head-dim 64 128 256 --kv seqlens paged16 paged64 paged256 -j 16 > "$OUT/precompile_kv.log" 2>&1
+  echo "precompile (caches) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_kv.log")"
+  for cfg in sm80 sm90; do for d in 64 128 256; do for dt in fp16 bf16; do
+    ( timeout "$(( $(left) - 200 ))" python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kvcache.py \
+        -k "cache_config and $cfg-$d-$dt or cache_config and $dt-$d-$cfg" > "$OUT/cache_${cfg}_${d}_${dt}.txt" 2>&1 ) &
+  done; done; done
+  wait
+  cat "$OUT"/cache_*.txt > "$OUT/part_cache.log"; rm -f "$OUT"/cache_*.txt
+  echo "cache tests: $(grep -cE "[0-9]+ passed" "$OUT/part_cache.log") of 12 passed, $(grep -cE "failed|error" "$OUT/part_cache.log") failing"
+  grep -E "passed|failed|Error" "$OUT/part_cache.log" | sort | uniq -c | head
+  ;&
 bench)
-  timeout 200 python3 benchmarks/splitk.py --json "$OUT/splitk.json" > "$OUT/splitk.log" 2>&1
+  timeout "$(( $(left) - 150 ))" python3 benchmarks/splitk.py --json "$OUT/splitk.json" > "$OUT/splitk.log" 2>&1
   echo "splitk rc=$?"; tail -6 "$OUT/splitk.log"
-  timeout 200 python3 benchmarks/decode.py --config sm90 --cases 1x131072,8x32768,128x1024 --heads 32/8 \
+  timeout "$(( $(left) - 70 ))" python3 benchmarks/decode.py --config sm90 --cases 1x131072,8x32768,128x1024 --heads 32/8 \
     --json "$OUT/decode_sm90.json" > "$OUT/decode_sm90.log" 2>&1
   echo "decode rc=$?"; tail -5 "$OUT/decode_sm90.log"
-  timeout 150 python3 benchmarks/decode.py --config sm90 --sq 256 --cases 4x8192,16x2048 --heads 32/8 \
+  timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm90 --sq 256 --cases 4x8192,16x2048 --heads 32/8 \
     --json "$OUT/chunked_sm90.json" > "$OUT/chunked_sm90.log" 2>&1
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_sm90.log"
   ;;

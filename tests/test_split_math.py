@@ -140,3 +140,17 @@ def test_query_grid_and_cache_capacity_on_host_ints():
     assert query_grid(239, 8, 8, 128, False) == (2, 8)
     assert LinearKVCache.capacity(torch.empty(2, 1100, 2, 8)) == 1100
     assert PagedKVCache(16).capacity(torch.empty(9, 16, 2, 8), torch.zeros(2, 3, dtype=torch.int32)) == 48
+
+
+def test_warp_specialized_prefill_splits_fill_one_wave():
+    """The sm90 kernels (one CTA per SM) split a prefill grid into one wave at most: b1 h32 sq128 sk128k d128 on 132
+    SMs takes 4 splits (128 CTAs), the count measured fastest (benchmarks/results/h200/splitk_counts_8c2f92a.txt);
+    the Sm80 kernels keep TurboMind's 8-wave cap."""
+    from cute_attention.host import registry as R
+    from cute_attention.host.launcher import PREFILL_WAVE_CAP, prefill_wave_cap
+
+    ws = prefill_wave_cap(R.SM90_M128N128)
+    assert ws == 1 and prefill_wave_cap(R.SM80_M128N64_S4L) == PREFILL_WAVE_CAP
+    assert num_splits_heuristic(32, 132, 1, 1024, ws) == 4
+    assert num_splits_heuristic(32, 132, 1, 1024, PREFILL_WAVE_CAP) == 33  # what the 8-wave cap would pick
+    assert num_splits_heuristic(132, 132, 1, 1024, ws) == 1  # a full wave already

@@ -105,7 +105,7 @@ def _plan(q, k, v, softmax_scale, causal, window_size, return_lse, out, variant,
                              window_left=max(left, 0), window_right=max(right, 0))
     kernel, params, reduce = launcher.split_plan(
         params, num_splits, launcher.unsplit_ctas(chosen, batch, seqlen_q, nheads, nheads_kv),
-        math.ceil(seqlen_k / chosen.impl.tile_n), q.device.index, launcher.PREFILL_WAVE_CAP,
+        math.ceil(seqlen_k / chosen.impl.tile_n), q.device.index, launcher.prefill_wave_cap(chosen),
         max_splits=max(1, MAX_GRID_YZ // batch))
     return LaunchPlan(kernel, params, reduce, lse_shape, copies)
 

@@ -138,7 +138,7 @@ def _plan(q, k, v, cu_q, cu_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal
                              softmax_scale=softmax_scale, window_left=max(left, 0), window_right=max(right, 0))
     kernel, params, reduce = launcher.split_plan(
         params, num_splits, launcher.unsplit_ctas(chosen, batch, max_seqlen_q, nheads, nheads_kv),
-        math.ceil(max(max_seqlen_k, 1) / chosen.impl.tile_n), q.device.index, launcher.PREFILL_WAVE_CAP,
+        math.ceil(max(max_seqlen_k, 1) / chosen.impl.tile_n), q.device.index, launcher.prefill_wave_cap(chosen),
         max_splits=max(1, MAX_GRID_YZ // batch))
     return VarlenPlan(kernel, params, reduce, return_lse, copies, max_seqlen_q, max_seqlen_k,
                       check_seqlens)

@@ -24,6 +24,10 @@ from cute_attention.kernels.split_reduce import ReduceParams
 
 MAX_SPLITS = 128
 PREFILL_WAVE_CAP = 8  # TurboMind's cap on the waves a split count may add to a prefill grid
+# The warp-specialized kernels hold one CTA per SM, and each split CTA pays Q's load and the epilogue again. At b1 h32
+# sq128 sk128k d128 on the H200 (benchmarks/results/h200/splitk_counts_8c2f92a.txt) one wave of splits (4: 128 CTAs)
+# ran at 530 TFLOP/s, 2 waves (8) at 516, the 8-wave cap's choice (33) at 468.
+WS_PREFILL_WAVE_CAP = 1
 # Decode: TurboMind caps at 4 waves over the full occupancy. Here decode reads K/V at full bandwidth with two
 # resident CTAs per SM, and every split past one wave of those only adds partial-O traffic and reduction work:
 # in the H100 sweep (benchmarks/results/h100/sweep_decode.json) the fastest split counts were exactly the
@@ -121,6 +125,11 @@ def unsplit_ctas(variant, batch: int, seqlen_q: int, nheads: int, nheads_kv: int
     """CTAs of the kernel's grid without split-K (the same function as its launch, on host ints)."""
     q_tiles, grid_heads = query_grid(seqlen_q, nheads, nheads_kv, variant.impl.tile_m, variant.pack_gqa)
     return q_tiles * grid_heads * batch
+
+
+def prefill_wave_cap(variant) -> int:
+    """The waves a split count may give a prefill grid: one for the warp-specialized (one CTA per SM) kernels."""
+    return WS_PREFILL_WAVE_CAP if variant.mainloop.warp_specialized else PREFILL_WAVE_CAP
 
 
 def choose_splits(kernel: CompiledKernel, ctas: int, kv_tiles: int, device_index: int, wave_cap: int,
