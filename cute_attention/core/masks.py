@@ -83,5 +83,5 @@ def apply_mask(
                 hidden = col >= hi
             if cutlass.const_expr(mask.check_left):
                 hidden = hidden or col < lo
-            if hidden:
-                acc_S_mn[r, c] = -Float32.inf
+            # a select, not a branch: conditional stores into the fragment compile into long FSEL chains
+            acc_S_mn[r, c] = -Float32.inf if hidden else acc_S_mn[r, c]
