@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Hopper generation's GPU work in device calls of under 10 minutes each (16-core H200 machine):
-#   source .device/env.sh; bash benchmarks/sm90_checks.sh check    # precompile, sm90 GPU tests, compute-sanitizer
-#   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs, varlen
-#   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep and the prefill grid
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh check    # precompile, sm90 GPU tests, mask check, sanitizer
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh cache    # KV-cache config tests (12 processes), then bench
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
+# At most 8 files come back from $OUT per call: keep the logs few.
 # Logs and JSON land in $OUT; a short summary is printed last.
 set -u
 cd "$(dirname "$0")/.."
@@ -18,21 +20,19 @@ check)
   timeout 150 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
     --lse both --varlen -j 16 > "$OUT/precompile.log" 2>&1
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"
-  timeout 200 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
-    --lse yes --head-dim 64 128 256 --kv seqlens paged16 paged32 paged64 paged256 -j 16 > "$OUT/precompile_kv.log" 2>&1
-  echo "precompile (caches) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_kv.log")"
   part matrix tests/test_gpu_attention.py -k "matrix and sm90"
   part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
   part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
-  part cache tests/test_gpu_kvcache.py -k "cache_config"
   part varlen tests/test_gpu_varlen.py -k "sm90"
   part split tests/test_gpu_split.py -k "sm90"
+  ( timeout "$(left)" python3 benchmarks/mask_quick_check.py > "$OUT/part_masks.log" 2>&1; rc=$?; \
+    echo "$(grep -c '^ok' "$OUT/part_masks.log") passed, $(grep -c '^FAIL' "$OUT/part_masks.log") failed, rc=$rc" >> "$OUT/part_masks.log" ) &
   for tool in memcheck racecheck synccheck; do
     ( timeout "$(left)" compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
-        --only decode_paged_sm90_pack_split --only prefill_paged_sm90_bs64 --only prefill_paged_sm90_bs256_split \
-        --only prefill_sm90_tma_o_store --only prefill_sm90_persistent_split --only decode_paged_sm90_pack_d256 \
-        --only prefill_paged_sm90_d256_bs32_split \
+        --only prefill_sm90_causal --only prefill_sm90_window_split --only prefill_sm90_d64_3groups \
+        --only prefill_sm90_d192 --only decode_paged_sm90_pack_split --only prefill_sm90_persistent_split \
+        --only prefill_sm80_window_split --only prefill_simt \
         > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
   done
   wait
@@ -41,18 +41,15 @@ check)
     echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^ok|rc=" "$OUT/sanitizer_$tool.log" | tr '\n' ' ')"
   done
   ;;
-cache)  # the KV-cache configs' GPU test (one process per case), then the benches
-  timeout 240 python3 -m cute_attention precompile --target sm_90a --config sm80 sm90 --mask none causal window \
-    --lse yes --head-dim 64 128 256 --kv seqlens paged16 paged64 paged256 -j 16 > "$OUT/precompile_kv.log" 2>&1
-  echo "precompile (caches) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_kv.log")"
+cache)  # the KV-cache configs' GPU test (one process per case: each compiles its own builds, ~200 s), then the benches
   for cfg in sm80 sm90; do for d in 64 128 256; do for dt in fp16 bf16; do
     ( timeout "$(( $(left) - 200 ))" python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kvcache.py \
-        -k "cache_config and $cfg-$d-$dt or cache_config and $dt-$d-$cfg" > "$OUT/cache_${cfg}_${d}_${dt}.txt" 2>&1 ) &
+        -k "cache_config and $dt-$d-$cfg" > "$OUT/cache_${cfg}_${d}_${dt}.txt" 2>&1; echo "$cfg d$d $dt rc=$?" \
+        >> "$OUT/cache_${cfg}_${d}_${dt}.txt" ) &
   done; done; done
   wait
   cat "$OUT"/cache_*.txt > "$OUT/part_cache.log"; rm -f "$OUT"/cache_*.txt
-  echo "cache tests: $(grep -cE "[0-9]+ passed" "$OUT/part_cache.log") of 12 passed, $(grep -cE "failed|error" "$OUT/part_cache.log") failing"
-  grep -E "passed|failed|Error" "$OUT/part_cache.log" | sort | uniq -c | head
+  grep -E "passed|failed|rc=" "$OUT/part_cache.log" | paste - - | head -12
   ;&
 bench)
   timeout "$(( $(left) - 150 ))" python3 benchmarks/splitk.py --json "$OUT/splitk.json" > "$OUT/splitk.log" 2>&1
