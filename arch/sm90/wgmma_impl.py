@@ -236,7 +236,7 @@ class WgmmaImpl:
     def mask_scores(self, st: WgmmaState, acc_S: cute.Tensor, q_start: Int32, n_tile: Int32, seqlen_q: Int32,
                     seqlen_k: Int32, window_left: Int32, window_right: Int32, mask: cutlass.Constexpr, group=1):
         apply_mask(self.rows_cols_view(acc_S), st.tScS_mn, st.t0ScS_mn, q_start, n_tile * self.tile_n, seqlen_q,
-                   seqlen_k, window_left, window_right, mask, group)
+                   seqlen_k, window_left, window_right, mask, group, by_select=True)
 
     @cute.jit
     def convert_p(self, acc_S: cute.Tensor, tOrP: cute.Tensor):

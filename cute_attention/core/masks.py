@@ -51,11 +51,18 @@ def apply_mask(
     window_right: Int32,
     mask: cutlass.Constexpr,
     group=1,
+    by_select: cutlass.Constexpr = False,
 ):
     """Set hidden scores of one ``(rows, cols)`` thread view to ``-inf``.
 
     ``group``: 1, or (PackGQA) the number of query heads packed into the rows: tile row ``row_base + r``
     is then query token ``(row_base + r) // group``.
+
+    ``by_select``: write every score through a select (one FSEL per score) instead of a conditional store. In the
+    warpgroup-MMA kernels the conditional stores compiled into chains of about 15 FSELs per score and spilled; the
+    select form cuts a masked step there from 2,248 to 539 instructions. In the register-bound mma.sync tiles
+    (255 registers) the select form spilled more instead (``sm80_m128n64_s4_lazy`` d128: 4 → 53), so they keep
+    the conditional store until the GPU times both (docs/benchmarks.md).
 
     ``tScS_mn`` holds this thread's (row, col) tile coordinates, ``t0ScS_mn`` thread 0's, whose
     columns are compile-time constants: comparing them with per-row limits shifted by this
@@ -83,5 +90,8 @@ def apply_mask(
                 hidden = col >= hi
             if cutlass.const_expr(mask.check_left):
                 hidden = hidden or col < lo
-            # a select, not a branch: conditional stores into the fragment compile into long FSEL chains
-            acc_S_mn[r, c] = -Float32.inf if hidden else acc_S_mn[r, c]
+            if cutlass.const_expr(by_select):
+                acc_S_mn[r, c] = -Float32.inf if hidden else acc_S_mn[r, c]
+            else:
+                if hidden:
+                    acc_S_mn[r, c] = -Float32.inf
