@@ -4,6 +4,8 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cache    # KV-cache config tests (12 processes), then bench
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
+#                                                                  # O-rescale A/B, then the prefill grid
 # At most 8 files come back from $OUT per call: keep the logs few.
 # Logs and JSON land in $OUT; a short summary is printed last.
 set -u
@@ -13,7 +15,7 @@ t0=$(date +%s)
 left() { echo $(( t0 + ${BUDGET_S:-570} - $(date +%s) )); }  # seconds left of this device call
 part() {  # name, pytest args...
   local name=$1; shift
-  ( timeout "$(left)" python3 -m pytest -q -p no:cacheprovider "$@" > "$OUT/part_$name.log" 2>&1 ) &
+  ( timeout "$(( $(left) - ${RESERVE_S:-0} ))" python3 -m pytest -q -p no:cacheprovider "$@" > "$OUT/part_$name.log" 2>&1 ) &
 }
 case "${1:-check}" in
 check)
@@ -60,6 +62,33 @@ bench)
   timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm90 --sq 256 --cases 4x8192,16x2048 --heads 32/8 \
     --json "$OUT/chunked_sm90.json" > "$OUT/chunked_sm90.log" 2>&1
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_sm90.log"
+  ;;
+quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside them; then timings
+  RESERVE_S=300  # seconds kept for the timings
+  part matrix tests/test_gpu_attention.py -k "matrix and sm90"
+  part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
+  part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
+  part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
+  part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
+  for tool in memcheck racecheck synccheck; do
+    ( timeout "$(( $(left) - 300 ))" compute-sanitizer --tool $tool --report-api-errors no python3 \
+        benchmarks/sanitizer_cases.py --only prefill_sm90_causal --only prefill_sm90_window_split \
+        --only prefill_sm90_d64_3groups --only prefill_sm90_d192 --only decode_paged_sm90_pack_split \
+        --only prefill_sm90_persistent_split > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
+  done
+  wait
+  cat "$OUT"/sanitizer_*.log > "$OUT/part_sanitizer.log"; rm -f "$OUT"/sanitizer_*.log
+  for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/part_sanitizer.log" | tr '\n' ' '; echo
+  echo "tests done $(( $(date +%s) - t0 ))s"
+  for d in 128:128x128 256:128x80 64:192x128; do
+    timeout "$(( $(left) - 200 ))" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens 2048,8192 --rounds 2 \
+      --configs "${d#*:},${d#*:}-olate" >> "$OUT/ab_rescale.log" 2>&1
+  done
+  grep -E "^d[0-9]+ s" "$OUT/ab_rescale.log"
+  timeout "$(( $(left) - 5 ))" python3 benchmarks/prefill.py --dims 64,128,256 --rounds 2 --json "$OUT/prefill.json" \
+    > "$OUT/prefill.log" 2>&1
+  echo "prefill rc=$?"; grep -E "^ +[0-9]+ +[0-9]+ +(True|False)" "$OUT/prefill.log"; rm -f "$OUT/prefill.log"
   ;;
 sweep)
   timeout 330 python3 benchmarks/sweep_sm90.py --dims 64,96,128,192,256 --seqlens 2048,8192 --rounds 2 \

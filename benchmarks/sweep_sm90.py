@@ -37,12 +37,13 @@ GRID = {
     192: ["128x112", "128x96", "128x80", "128x64", "128x112-noorder", "128x112-tmao"],
     256: ["128x80", "128x64", "128x80-noorder", "128x64s3", "128x48s3", "128x80-tmao", "128x80-pers-tmao"],
 }
-CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers)*)$")
+CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate)*)$")
 
 
 def make(text: str, d: int) -> Variant:
-    """``MxN[sS][-noorder][-noovl][-tmao][-pers]``: tile M×N, S-deep K and V rings (default 2), without warp-group
-    turns, without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy, persistent CTAs."""
+    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate]``: tile M×N, S-deep K and V rings (default 2), without
+    warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy,
+    persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ."""
     m = CONFIG.match(text)
     if m is None:
         raise ValueError(f"bad config {text!r}")
@@ -50,7 +51,8 @@ def make(text: str, d: int) -> Variant:
     stages = int(m.group(3) or 2)
     flags = m.group(4) or ""
     mainloop = Sm90WarpSpecialized(stages, intra_wg_overlap="-noovl" not in flags, wg_order="-noorder" not in flags,
-                                   tma_o_store="-tmao" in flags, persistent="-pers" in flags)
+                                   tma_o_store="-tmao" in flags, persistent="-pers" in flags,
+                                   rescale_o_early="-olate" not in flags)
     return Variant(f"sm90_{text}", Wgmma(tm, tn), mainloop, config="sm90", head_dims=(d,))
 
 

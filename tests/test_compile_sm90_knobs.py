@@ -1,8 +1,10 @@
-"""CPU: the sm90 mainloop's knobs off by default compile for sm_90a and keep their promises: the TMA store of O
-(``stmatrix`` into shared memory, a TMA store, no 16-byte global stores of O) and persistent CTAs (alone, with the
-TMA store, with split-K, over a paged cache, with PackGQA), within the tile's spill budget."""
+"""CPU: the sm90 mainloop's knobs compile for sm_90a and keep their promises: the TMA store of O (``stmatrix`` into
+shared memory, a TMA store, no 16-byte global stores of O), persistent CTAs (alone, with the TMA store, with
+split-K, over a paged cache, with PackGQA), within the tile's spill budget, and O's rescale under Q·Kᵀ (on by
+default) or after P·V."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -13,7 +15,7 @@ from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.variant import with_kv_cache
 from cute_attention.kv import PagedKVCache
 from cute_attention.tools.catalog import sass_violations
-from cute_attention.tools.sass import find_nvdisasm, inspect_cubin
+from cute_attention.tools.sass import disassemble, find_nvdisasm, inspect_cubin, loop_bodies
 
 pytestmark = pytest.mark.skipif(find_nvdisasm() is None, reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)")
 
@@ -58,3 +60,25 @@ def test_persistent_ctas(case):
     key, stats = build(v, d, split=split)
     assert sass_violations(key, stats) == []
     assert stats.spills == 0
+
+
+_PV = re.compile(r"HGMMA\S* R\d+, R\d+, gdesc")  # P·V: A from registers
+_QK = re.compile(r"HGMMA\S* R\d+, gdesc")  # Q·Kᵀ: both operands in shared memory
+
+
+def _fmuls_before_pv(variant, d) -> int:
+    """FMULs ahead of the first P·V issue in the unmasked step's loop (the shortest loop issuing both products)."""
+    key = CompileKey.of(AttentionParams(variant, "bfloat16", d, MaskSpec(False, False)), "sm_90a")
+    loops = [body for body in loop_bodies(disassemble(CACHE.get(key).cubin))
+             if any(_PV.search(x) for x in body) and any(_QK.search(x) for x in body)]
+    body = loops[0]
+    first_pv = next(i for i, x in enumerate(body) if _PV.search(x))
+    return sum(1 for x in body[:first_pv] if re.match(r"(@!?P\w+\s+)?FMUL\b", x))
+
+
+@pytest.mark.parametrize("variant,d", [(SM90_M128N128, 128), (SM90_M128N80, 256)], ids=["d128", "d256"])
+def test_o_rescaled_under_qk(variant, d):
+    """By default O's rescale (one FMUL per accumulator: d/2 per thread of a 64-row warp group) is issued before P·V,
+    under Q·Kᵀ; ``rescale_o_early=False`` leaves it after P·V landed, on the softmax's path."""
+    assert _fmuls_before_pv(variant, d) >= d // 2
+    assert _fmuls_before_pv(knobbed(variant, rescale_o_early=False), d) == 0

@@ -130,19 +130,21 @@ def _sm90_knob(tile_m, tile_n, d, **knobs):
     from cute_attention.arch.sm90 import Sm90WarpSpecialized, Wgmma
     from cute_attention.kernels.variant import Variant
 
-    flags = "".join(f"_{k}" for k, on in knobs.items() if on)
+    flags = "".join(f"_{k}" if on else f"_no_{k}" for k, on in knobs.items())
     return Variant(f"sm90_m{tile_m}n{tile_n}{flags}", Wgmma(tile_m, tile_n),
                    dataclasses.replace(Sm90WarpSpecialized(), **knobs), config="sm90", head_dims=(d,),
                    targets=("sm_90a",), spill_budget=64)
 
 
 @pytest.mark.parametrize("knobs", [dict(tma_o_store=True), dict(persistent=True),
-                                   dict(persistent=True, tma_o_store=True)], ids=["tmao", "pers", "pers_tmao"])
+                                   dict(persistent=True, tma_o_store=True), dict(rescale_o_early=False)],
+                         ids=["tmao", "pers", "pers_tmao", "olate"])
 @pytest.mark.parametrize("d,tile_m,tile_n", [(64, 192, 128), (128, 128, 128), (256, 128, 80)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
 def test_sm90_epilogue_and_persistent_knobs(knobs, d, tile_m, tile_n, dtype):
-    """The sm90 knobs off by default: O by one TMA store, and persistent CTAs walking work units (more units than
-    SMs, fewer, split-K units, causal heavy-first order) against the reference, on poisoned outputs."""
+    """The sm90 knobs away from their defaults: O by one TMA store, persistent CTAs walking work units (more units
+    than SMs, fewer, split-K units, causal heavy-first order), O rescaled after P·V landed; against the reference,
+    on poisoned outputs."""
     skip_unless_runnable("sm90")
     variant = _sm90_knob(tile_m, tile_n, d, **knobs)
     for b, sq, sk, h, hkv in SHAPES + [(4, 1000, 1500, 32, 8)]:

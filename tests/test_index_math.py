@@ -10,6 +10,7 @@ from cute_attention.core.index_math import (
     kv_tile_schedule,
     paged_box,
     paged_slot,
+    ring_slot_phase,
     turbomind_mask_iter_back,
     unit_coords,
 )
@@ -179,3 +180,10 @@ def test_persistent_units_cover_every_block_once(split_kv, heavy_first):
             assert (b, s) == ((bz // splits, bz % splits) if split_kv else (bz, 0))
             seen.append((q, h, b, s))
         assert len(set(seen)) == len(seen) == q_tiles * heads * batch * splits
+
+
+@pytest.mark.parametrize("stages", [1, 2, 3, 4, 5, 8])
+def test_ring_slot_phase_matches_div_mod(stages):
+    """Every step of a ring: slot t mod stages, phase (t div stages) mod 2, whichever form the depth takes."""
+    for t in range(0, 64 * stages + 7):
+        assert ring_slot_phase(t, stages) == (t % stages, (t // stages) % 2)

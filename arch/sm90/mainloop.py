@@ -8,9 +8,9 @@ of both rings, so a slot's phase is a function of ``t`` alone and nothing is car
 
 The producer issues K(0), Q, then K(t), V(t−1) for t = 1 .. total−1, then V(total−1): the order the consumers
 read them. Inside a consumer warp group (``intra_wg_overlap``), step t issues S(t) = Q·K(t)ᵀ and O += P(t−1)·V(t−1)
-back to back, waits only for S(t), and runs the mask and softmax of tile t while P·V is in flight; O is rescaled
-once P·V landed. Between consumer warp groups (``wg_order``) named-barrier turns order the MMA issue, so one
-group's softmax runs under the other's MMAs.
+back to back, waits only for S(t), and runs the mask and softmax of tile t while P·V is in flight; O takes tile
+t−1's rescale between the two issues (``rescale_o_early``, under Q·Kᵀ) or once P·V landed. Between consumer warp
+groups (``wg_order``) named-barrier turns order the MMA issue, so one group's softmax runs under the other's MMAs.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Int32
+from cutlass import Float32, Int32
 from cutlass.pipeline import PipelineState
 
+from cute_attention.core.index_math import ring_slot_phase
 from cute_attention.core.phase_walk import walk_phases
 
 ORDER_BARRIER = 2  # named barriers ORDER_BARRIER + i: consumer warp group i's turn to issue MMAs (1 = epilogue)
@@ -56,12 +57,12 @@ class WsMainloopArgs:
 
 
 def ring_state(t, stages: int, producer: bool) -> PipelineState:
-    """Slot and phase of walk step ``t``'s load: slot ``t % stages``; consumers wait for phase ``(t // stages) & 1``,
-    the producer for the slot's release one lap earlier."""
-    phase = (t // stages) % 2
+    """Slot and phase of walk step ``t``'s load (:func:`ring_slot_phase`): consumers wait for the step's phase, the
+    producer for the slot's release one lap earlier."""
+    slot, phase = ring_slot_phase(t, stages)
     if producer:
         phase = phase ^ 1
-    return PipelineState(stages, Int32(t), Int32(t % stages), Int32(phase))
+    return PipelineState(stages, Int32(t), Int32(slot), Int32(phase))
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Sm90WarpSpecialized:
     # one CTA per SM walks work units (query tile, head, batch, split) round-robin: the next unit's first K/V loads
     # run under this unit's epilogue, and the CTA's setup is paid once
     persistent: bool = False
+    # with the intra-group overlap: O is rescaled by the previous tile's factors right after S = Q·Kᵀ is issued,
+    # under that MMA, instead of after P·V landed, where its multiplies lengthen the softmax's critical path
+    rescale_o_early: bool = True
     name: str = "tma_ws"
     warp_specialized = True
     sass_required = ("UTMALDG", "SYNCS", "USETMAXREG")  # TMA loads, mbarriers, the role register split
@@ -93,9 +97,14 @@ class Sm90WarpSpecialized:
     def describe(self) -> str:
         return (f"TMA producer warp, K and V rings of {self.stages}, "
                 + ("softmax overlapping P·V" if self.intra_wg_overlap else "no intra-group overlap")
+                + (", O rescaled under Q·Kᵀ" if self.o_early else "")
                 + (", warp-group turns" if self.wg_order else "")
                 + (", O by TMA store" if self.tma_o_store else "")
                 + (", persistent CTAs" if self.persistent else ""))
+
+    @property
+    def o_early(self) -> bool:
+        return self.rescale_o_early and self.intra_wg_overlap
 
     # ---- producer ----
     def ring(self, t, t0, producer: bool) -> PipelineState:
@@ -190,8 +199,14 @@ class Sm90WarpSpecialized:
             self.order_init(a)
         total = a.sched.n_hi - a.sched.n_lo
         if total > 0:
-            walk_phases(self, a)
+            # O's pending per-row factors (``o_early``): the last step's, applied before the next P·V
+            o_scale = None
+            if cutlass.const_expr(self.o_early):
+                o_scale = cute.make_rmem_tensor((a.softmax.num_rows,), Float32)
+            walk_phases(self, a, o_scale)
             if cutlass.const_expr(self.intra_wg_overlap):
+                if cutlass.const_expr(self.o_early):
+                    a.softmax.rescale(a.impl.rows_cols_view(a.acc_O), o_scale)
                 self.pv_alone(a, self.ring(total - 1, a.t0, False), False)
 
     @cute.jit
@@ -224,7 +239,7 @@ class Sm90WarpSpecialized:
         a.pipe_v.consumer_release(sv)
 
     @cute.jit
-    def step(self, a: WsMainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
+    def step(self, a: WsMainloopArgs, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr, o_scale=None):
         impl = a.impl
         sk = self.ring(t, a.t0, False)
         if cutlass.const_expr(not self.intra_wg_overlap):
@@ -235,7 +250,9 @@ class Sm90WarpSpecialized:
             self.pv_alone(a, sk, is_first)
         elif cutlass.const_expr(is_first):
             acc_S = self.qk_alone(a, sk)
-            self.scores(a, acc_S, t, mask, True)
+            alpha = self.scores(a, acc_S, t, mask, True)
+            if cutlass.const_expr(self.o_early):
+                o_scale.store(alpha.load())
             impl.convert_p(acc_S, a.tOrP)
             if cutlass.const_expr(a.v_ready is not None):
                 # V of step 0 is first read by step 1's P·V (or the tail's): ready it while that is still ahead
@@ -247,6 +264,8 @@ class Sm90WarpSpecialized:
             a.pipe_k.consumer_wait(sk)
             self.order_wait(a)
             acc_S = impl.issue_qk(a.st, sk.index)
+            if cutlass.const_expr(self.o_early):
+                a.softmax.rescale(impl.rows_cols_view(a.acc_O), o_scale)
             a.pipe_v.consumer_wait(sv)
             impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
             self.order_pass(a)
@@ -255,5 +274,8 @@ class Sm90WarpSpecialized:
             alpha = self.scores(a, acc_S, t, mask, False)
             impl.wait(0)
             a.pipe_v.consumer_release(sv)
+            if cutlass.const_expr(self.o_early):
+                o_scale.store(alpha.load())
+            else:
+                a.softmax.rescale(impl.rows_cols_view(a.acc_O), alpha)
             impl.convert_p(acc_S, a.tOrP)
-            a.softmax.rescale(impl.rows_cols_view(a.acc_O), alpha)

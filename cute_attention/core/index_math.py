@@ -157,6 +157,16 @@ def paged_box(row: Int, box_rows: int, block_size: int) -> tuple[Int, Int]:
     return row // block_size, (row % block_size) // box_rows
 
 
+def ring_slot_phase(t: Int, stages: int) -> tuple[Int, Int]:
+    """(slot, phase bit) of step ``t >= 0`` of a ``stages``-deep ring of mbarrier-guarded buffers: slot
+    ``t mod stages``, phase ``(t div stages) mod 2``. A power-of-two depth takes a mask and a shift (on the device,
+    signed ``%`` and ``//`` of a DSL integer need sign fix-ups every step)."""
+    if stages & (stages - 1) == 0:
+        shift = stages.bit_length() - 1
+        return t & (stages - 1), (t >> shift) & 1
+    return t % stages, (t // stages) % 2
+
+
 def unit_coords(unit: Int, num_q_tiles: Int, num_heads: Int, num_splits: Int, split_kv: bool,
                 heavy_first: bool) -> tuple[Int, Int, Int, Int]:
     """(query tile, head, batch, split) of work unit ``unit`` of a persistent launch, numbered like the blocks of a

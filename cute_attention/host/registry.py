@@ -170,12 +170,14 @@ REGISTRY.register(SIMT_M128N32)
 # sm_90a only; the default for prefill on an sm_90 GPU (see :func:`default_configs`); over a KV cache (contiguous or
 # paged) and for decode rows (PackGQA tiles below) by config="sm90". Tiles from
 # benchmarks/results/h200/sweep_sm90_*.json (H200, bf16, b·s = 16k, s 2k and 8k, TFLOP/s):
-# d64: 192x128 (3 consumer groups) 406-513 full vs 370-437 for 128x128, though at 160 registers per consumer it
-#      spills a few dozen values (budget below); causal s2k is the exception (287 vs 261).
+# d64: 192x128 (3 consumer groups) 406-513 full vs 370-437 for 128x128; causal s2k was the exception (287 vs 261)
+#      until masks became selects (sweep_sm90_7bfa038_h100.json, H100: 368 vs 335, no spills).
 # d128: 128x128; 128x112 and 128x176 slower (585 vs 548 / 432 at s2k); turns between groups within noise.
 # d256: 128x80 (694-778 full) over 128x64 (665-758) and 128x48 with 3 stages (599-651); FA4 runs d256 without turns,
 #      which measured within noise here, so the turns stay on.
-# d96 and d192 were not swept: the next tile shapes down from their neighbours.
+# d96: 128x128. In sweep_sm90_7bfa038_h100.json (H100) 192x96 ran faster without a mask (544 / 612 at s2k / 8k against
+#      531 / 589), but its builds spill (17 LDL/STL with LSE, 21 causal, 106 with a window): not registered.
+# d192 (same sweep): 128x112 (659 / 744 full, 511 / 669 causal), ahead of 128x96, 128x80 and 128x64 but at causal s2k.
 SM90_SASS_TARGETS = ("sm_90a",)
 
 

@@ -82,3 +82,26 @@ def parse(sass: str, registers: int | None = None, sm: int | None = None) -> Sas
 def inspect_cubin(cubin: bytes) -> SassStats:
     regs = register_counts(cubin)
     return parse(disassemble(cubin), max(regs) if regs else None, cubin_sm(cubin))
+
+
+_LABEL = re.compile(r"^\s*(\.L_x_\d+):")
+_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+([^;]*);")
+_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
+
+
+def loop_bodies(sass: str) -> list[list[str]]:
+    """The instruction texts of every loop, innermost first: the span from a backward branch's label to the branch
+    (``BRA `(.L_x_N)`` to a label above it)."""
+    lines: list[str] = []
+    labels: dict[str, int] = {}
+    for raw in sass.splitlines():
+        if m := _LABEL.match(raw):
+            labels[m.group(1)] = len(lines)
+        elif m := _LINE.search(raw):
+            lines.append(m.group(1).strip())
+    loops = []
+    for i, text in enumerate(lines):
+        target = _TARGET.search(text) if " BRA" in f" {text}" else None
+        if target and labels.get(target.group(1), i + 1) <= i:
+            loops.append(lines[labels[target.group(1)]:i + 1])
+    return sorted(loops, key=len)
