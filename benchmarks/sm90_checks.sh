@@ -5,7 +5,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
-#                                                                  # O-rescale A/B, then the prefill grid
+#                                                                  # O-rescale and CTA-order A/B, then the prefill grid
 # At most 8 files come back from $OUT per call: keep the logs few.
 # Logs and JSON land in $OUT; a short summary is printed last.
 set -u
@@ -83,9 +83,9 @@ quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside th
   echo "tests done $(( $(date +%s) - t0 ))s"
   for d in 128:128x128 256:128x80 64:192x128; do
     timeout "$(( $(left) - 200 ))" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens 2048,8192 --rounds 2 \
-      --configs "${d#*:},${d#*:}-olate" >> "$OUT/ab_rescale.log" 2>&1
+      --configs "${d#*:},${d#*:}-olate,${d#*:}-nolpt" >> "$OUT/ab.log" 2>&1
   done
-  grep -E "^d[0-9]+ s" "$OUT/ab_rescale.log"
+  grep -E "^d[0-9]+ s" "$OUT/ab.log"
   timeout "$(( $(left) - 5 ))" python3 benchmarks/prefill.py --dims 64,128,256 --rounds 2 --json "$OUT/prefill.json" \
     > "$OUT/prefill.log" 2>&1
   echo "prefill rc=$?"; grep -E "^ +[0-9]+ +[0-9]+ +(True|False)" "$OUT/prefill.log"; rm -f "$OUT/prefill.log"

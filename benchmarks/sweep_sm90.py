@@ -27,6 +27,7 @@ from cute_attention.arch.sm90 import Sm90WarpSpecialized, Wgmma  # noqa: E402
 from cute_attention.core.masks import MaskSpec  # noqa: E402
 from cute_attention.host.compile_cache import CompileKey  # noqa: E402
 from cute_attention.kernels.attention import AttentionParams  # noqa: E402
+from cute_attention.kernels.cta_map import AttentionCtaMap  # noqa: E402
 from cute_attention.tools.reference import tolerance_check  # noqa: E402
 
 GRID = {
@@ -37,13 +38,14 @@ GRID = {
     192: ["128x112", "128x96", "128x80", "128x64", "128x112-noorder", "128x112-tmao"],
     256: ["128x80", "128x64", "128x80-noorder", "128x64s3", "128x48s3", "128x80-tmao", "128x80-pers-tmao"],
 }
-CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate)*)$")
+CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate|-nolpt)*)$")
 
 
 def make(text: str, d: int) -> Variant:
-    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate]``: tile M×N, S-deep K and V rings (default 2), without
-    warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy,
-    persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ."""
+    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate][-nolpt]``: tile M×N, S-deep K and V rings (default 2),
+    without warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy,
+    persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ, causal tiles heavy-first within each head
+    only (not across L2-sized groups of heads)."""
     m = CONFIG.match(text)
     if m is None:
         raise ValueError(f"bad config {text!r}")
@@ -53,7 +55,8 @@ def make(text: str, d: int) -> Variant:
     mainloop = Sm90WarpSpecialized(stages, intra_wg_overlap="-noovl" not in flags, wg_order="-noorder" not in flags,
                                    tma_o_store="-tmao" in flags, persistent="-pers" in flags,
                                    rescale_o_early="-olate" not in flags)
-    return Variant(f"sm90_{text}", Wgmma(tm, tn), mainloop, config="sm90", head_dims=(d,))
+    return Variant(f"sm90_{text}", Wgmma(tm, tn), mainloop, config="sm90", head_dims=(d,),
+                   cta_map=AttentionCtaMap(lane_groups="-nolpt" not in flags))
 
 
 def compile_all(variants: dict, jobs: int) -> dict:

@@ -6,8 +6,10 @@ import pytest
 
 from cute_attention.core.index_math import (
     ceil_div,
+    heavy_first_coords,
     key_visible,
     kv_tile_schedule,
+    l2_lane_group,
     paged_box,
     paged_slot,
     ring_slot_phase,
@@ -187,3 +189,29 @@ def test_ring_slot_phase_matches_div_mod(stages):
     """Every step of a ring: slot t mod stages, phase (t div stages) mod 2, whichever form the depth takes."""
     for t in range(0, 64 * stages + 7):
         assert ring_slot_phase(t, stages) == (t % stages, (t // stages) % 2)
+
+
+@pytest.mark.parametrize("group", [1, 2, 3, 5, 8])
+def test_heavy_first_coords_is_a_bijection_longest_first(group):
+    """Every (tile, lane) exactly once; inside a group tiles never get lighter-then-heavier; a group's lanes run side
+    by side (consecutive blocks of a group differ in lane before they differ in tile)."""
+    for num_q_tiles in (1, 2, 7, 16):
+        for lanes in (1, 2, 3, 8, 13):
+            seen = [heavy_first_coords(b, num_q_tiles, lanes, group) for b in range(num_q_tiles * lanes)]
+            assert sorted(seen) == [(t, lane) for t in range(num_q_tiles) for lane in range(lanes)]
+            for b in range(1, len(seen)):
+                (t0, l0), (t1, l1) = seen[b - 1], seen[b]
+                if l0 // group == l1 // group:
+                    assert t1 <= t0
+            assert seen[0] == (num_q_tiles - 1, 0)
+            assert [lane for _, lane in seen[:min(group, lanes)]] == list(range(min(group, lanes)))
+
+
+def test_l2_lane_group_fits_kv_in_the_budget():
+    for d in (64, 96, 128, 192, 256):
+        for sk in (1, 100, 1024, 4096, 8192, 16384, 131072, 1 << 20):
+            g = l2_lane_group(sk, d)
+            assert 1 <= g <= 8
+            assert g == 1 or g * (2 * sk * d * 2) <= 32 * 1024 * 1024
+            assert g == 8 or (g + 1) * max(sk * d // 256, 1) > 32 * 1024
+    assert l2_lane_group(8192, 256) == 4 and l2_lane_group(8192, 128) == 8 and l2_lane_group(16384, 256) == 2

@@ -182,6 +182,33 @@ def unit_coords(unit: Int, num_q_tiles: Int, num_heads: Int, num_splits: Int, sp
     return q_tile, head, bz, 0
 
 
+# K and V bytes of the (batch, head) lanes a heavy-first launch runs side by side: about two thirds of the 50 MB L2
+# of the H100 / H200, so the lanes' K/V stay resident while their query tiles stream through
+L2_LANE_BUDGET_KB = 32 * 1024
+MAX_LANES_SIDE_BY_SIDE = 8
+
+
+def l2_lane_group(seqlen_k: Int, head_dim: int) -> Int:
+    """How many (batch, head) lanes :func:`heavy_first_coords` runs side by side: as many whose K and V (2 tensors of
+    ``seqlen_k × head_dim`` 16-bit values each) fit :data:`L2_LANE_BUDGET_KB`, between 1 and
+    :data:`MAX_LANES_SIDE_BY_SIDE` (KB units keep a DSL Int32 far from overflow)."""
+    kv_kb = imax(seqlen_k * head_dim // 256, 1)
+    return imax(imin(L2_LANE_BUDGET_KB // kv_kb, MAX_LANES_SIDE_BY_SIDE), 1)
+
+
+def heavy_first_coords(block: Int, num_q_tiles: Int, lanes: Int, group: Int) -> tuple[Int, Int]:
+    """(query tile, lane) of linear block ``block`` in ``[0, num_q_tiles · lanes)`` for a causal launch, scheduled
+    longest-first: the lanes (batch · heads) in groups of ``group``; inside a group every lane's last query tile
+    (the most KV tiles under a causal mask), then every lane's second-to-last, ... So the longest CTAs of a group
+    start first and the short ones fill the tail, across heads and not only within one, while a group's K/V stays in
+    L2 (:func:`l2_lane_group`). A bijection for any ``group >= 1``; Python ints or DSL integers."""
+    per_group = num_q_tiles * group
+    g = block // per_group
+    r = block - g * per_group
+    size = imin(group, lanes - g * group)  # the last group may be short
+    return num_q_tiles - 1 - r // size, g * group + r % size
+
+
 def num_splits_heuristic(ctas: int, sms: int, ctas_per_sm: int, max_splits: int, wave_cap: int) -> int:
     """TurboMind's split count: the cheapest ``s`` in ``1..max_splits`` by
     ``cost = (1/s + 1e-3) · ceil(ctas·s / (sms·ctas_per_sm))``, stopping once the waves pass ``wave_cap``.

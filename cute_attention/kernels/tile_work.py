@@ -14,7 +14,7 @@ from typing import Any
 import cutlass
 import cutlass.cute as cute
 
-from cute_attention.core.index_math import TileSchedule, kv_tile_schedule, split_schedule
+from cute_attention.core.index_math import TileSchedule, kv_tile_schedule, l2_lane_group, split_schedule
 from cute_attention.kv.pack_gqa import PackedRows
 from cute_attention.kv.ragged import ragged_views
 
@@ -58,11 +58,14 @@ def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlas
     (``args.mO`` is the output; with ``split_kv`` the fp32 partials, never packed; with ``varlen`` sequences are
     packed along one token axis and delimited by ``args.mCuSeqlensQ`` / ``mCuSeqlensK``; ``coords``: a persistent
     CTA's (query tile, head, batch, split) of its current unit, else the CTA map's of this block)."""
+    mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     if cutlass.const_expr(coords is None):
-        q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv)
+        lane_group = None  # contiguous K/V of one length: the launch's lanes ordered longest-first by L2-sized groups
+        if cutlass.const_expr(not varlen and not kv_cache.seqlens):
+            lane_group = l2_lane_group(mK.shape[1], head_dim)
+        q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv, lane_group)
     else:
         q_tile, head, batch, split = coords
-    mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     seqlen_q = mQ.shape[1]
     seqlen_k = mK.shape[1]
     q_offset = k_offset = 0
