@@ -191,7 +191,8 @@ class AttentionKernelWS(AttentionKernelBase):
     @cute.jit
     def locate(self, args, num_q_tiles: Int32, num_splits: Int32, coords=None):
         return locate_work(self.cta_map, self.kv_cache, args, num_q_tiles, num_splits, self.tile_m, self.tile_n,
-                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen, coords)
+                           self.head_dim, self.mask, self.pack_gqa, self.split_kv, self.varlen, coords,
+                           lane_groups=True)
 
     @cute.jit
     def persistent_roles(self, args, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):

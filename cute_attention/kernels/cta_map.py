@@ -25,11 +25,11 @@ class AttentionCtaMap:
     K/V in L2; the splits of one (tile, head, batch) are neighbours in z.
 
     With ``heavy_first`` (used for causal masks) the query tiles run last-to-first, so the tiles
-    with the most KV work start first and the short ones fill the tail of the wave. Given a ``lane_group``
-    (one-pass launches over contiguous K/V) the order is longest-first across groups of (batch, head) lanes too
-    (:func:`~cute_attention.core.index_math.heavy_first_coords`): tile by tile within one head left each head's
-    long tiles behind the previous head's short ones (5-12% of a causal launch's time in a greedy-dispatch model of
-    132 SMs at d256, 4-6% at d64 / d128).
+    with the most KV work start first and the short ones fill the tail of the wave. Given a ``lane_group`` (the
+    warp-specialized body's one-pass launches over contiguous K/V) the order is longest-first across groups of
+    (batch, head) lanes too (:func:`~cute_attention.core.index_math.heavy_first_coords`): tile by tile within one
+    head left each head's long tiles behind the previous head's short ones (5-12% of a causal launch's time in a
+    greedy-dispatch model of 132 SMs at d256, 4-6% at d64 / d128).
     """
 
     heavy_first: bool | None = None  # None: decided by the mask (on for a right bound)

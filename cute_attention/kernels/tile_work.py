@@ -53,15 +53,17 @@ class TileWork:
 def locate_work(cta_map, kv_cache, args, num_q_tiles, num_splits, tile_m: cutlass.Constexpr,
                 tile_n: cutlass.Constexpr, head_dim: cutlass.Constexpr, mask: cutlass.Constexpr,
                 pack_gqa: cutlass.Constexpr, split_kv: cutlass.Constexpr, varlen: cutlass.Constexpr,
-                coords=None) -> TileWork:
+                coords=None, lane_groups: cutlass.Constexpr = False) -> TileWork:
     """This CTA's :class:`TileWork` from the kernel's :class:`~cute_attention.kernels.attention.AttentionArgs`
     (``args.mO`` is the output; with ``split_kv`` the fp32 partials, never packed; with ``varlen`` sequences are
     packed along one token axis and delimited by ``args.mCuSeqlensQ`` / ``mCuSeqlensK``; ``coords``: a persistent
-    CTA's (query tile, head, batch, split) of its current unit, else the CTA map's of this block)."""
+    CTA's (query tile, head, batch, split) of its current unit, else the CTA map's of this block; ``lane_groups``: offer
+    the CTA map an L2-sized group of lanes for its heavy-first order, the warp-specialized body's choice: in the
+    register-bound mma.sync tiles the extra index math spilled, e.g. 14 LDL/STL in ``simt_m8n64_w1x4_s3_pack``)."""
     mQ, mK, mV, mO, mLSE = args.mQ, args.mK, args.mV, args.mO, args.mLSE
     if cutlass.const_expr(coords is None):
         lane_group = None  # contiguous K/V of one length: the launch's lanes ordered longest-first by L2-sized groups
-        if cutlass.const_expr(not varlen and not kv_cache.seqlens):
+        if cutlass.const_expr(lane_groups and not varlen and not kv_cache.seqlens):
             lane_group = l2_lane_group(mK.shape[1], head_dim)
         q_tile, head, batch, split = cta_map.tile_coords(num_q_tiles, num_splits, split_kv, lane_group)
     else:
