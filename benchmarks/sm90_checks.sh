@@ -64,14 +64,14 @@ bench)
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_sm90.log"
   ;;
 quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside them; then timings
-  RESERVE_S=300  # seconds kept for the timings
+  RESERVE_S=${RESERVE_S:-300}  # seconds kept for the timings
   part matrix tests/test_gpu_attention.py -k "matrix and sm90"
   part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
   part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
   part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
   for tool in memcheck racecheck synccheck; do
-    ( timeout "$(( $(left) - 300 ))" compute-sanitizer --tool $tool --report-api-errors no python3 \
+    ( timeout "$(( $(left) - RESERVE_S ))" compute-sanitizer --tool $tool --report-api-errors no python3 \
         benchmarks/sanitizer_cases.py --only prefill_sm90_causal --only prefill_sm90_window_split \
         --only prefill_sm90_d64_3groups --only prefill_sm90_d192 --only decode_paged_sm90_pack_split \
         --only prefill_sm90_persistent_split > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
@@ -81,12 +81,13 @@ quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside th
   for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/part_sanitizer.log" | tr '\n' ' '; echo
   echo "tests done $(( $(date +%s) - t0 ))s"
-  for d in 128:128x128 256:128x80 64:192x128; do
-    timeout "$(( $(left) - 200 ))" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens 2048,8192 --rounds 2 \
+  for d in ${AB_TILES:-128:128x128 256:128x80 64:192x128}; do
+    timeout "$(( $(left) - ${GRID_S:-200} ))" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens 2048,8192 --rounds 2 \
       --configs "${d#*:},${d#*:}-olate,${d#*:}-nolpt" >> "$OUT/ab.log" 2>&1
   done
   grep -E "^d[0-9]+ s" "$OUT/ab.log"
   timeout "$(( $(left) - 5 ))" python3 benchmarks/prefill.py --dims 64,128,256 --rounds 2 --json "$OUT/prefill.json" \
+    --seqlens "${GRID_SEQLENS:-512,1024,2048,4096,8192,16384}" \
     > "$OUT/prefill.log" 2>&1
   echo "prefill rc=$?"; grep -E "^ +[0-9]+ +[0-9]+ +(True|False)" "$OUT/prefill.log"; rm -f "$OUT/prefill.log"
   ;;
