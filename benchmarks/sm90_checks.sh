@@ -4,6 +4,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cache    # KV-cache config tests (12 processes), then bench
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
 #                                                                  # O-rescale and CTA-order A/B, then the prefill grid
 # At most 8 files come back from $OUT per call: keep the logs few.
@@ -62,6 +63,27 @@ bench)
   timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm90 --sq 256 --cases 4x8192,16x2048 --heads 32/8 \
     --json "$OUT/chunked_sm90.json" > "$OUT/chunked_sm90.log" 2>&1
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_sm90.log"
+  ;;
+abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests and the sanitizer until the budget ends
+  for d in ${AB_TILES:-256:128x80 128:128x128}; do
+    timeout "${AB_S:-60}" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens "${AB_SEQLENS:-2048,8192}" \
+      --rounds 2 --configs "${d#*:},${d#*:}-olate,${d#*:}-nolpt" >> "$OUT/ab.log" 2>&1
+  done
+  grep -E "^d[0-9]+ s" "$OUT/ab.log"
+  echo "A/B done $(( $(date +%s) - t0 ))s"
+  part matrix tests/test_gpu_attention.py -k "matrix and sm90"
+  part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
+  part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
+  part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
+  for tool in memcheck racecheck synccheck; do
+    ( timeout "$(left)" compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
+        --only prefill_sm90_causal --only prefill_sm90_window_split --only prefill_sm90_d64_3groups \
+        > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
+  done
+  wait
+  cat "$OUT"/sanitizer_*.log > "$OUT/part_sanitizer.log"; rm -f "$OUT"/sanitizer_*.log
+  for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=|^ok" "$OUT/part_sanitizer.log" | tr '\n' ' '; echo
   ;;
 quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside them; then timings
   RESERVE_S=${RESERVE_S:-300}  # seconds kept for the timings
