@@ -60,15 +60,16 @@ class AttentionCtaMap:
         splits, with ``lane_groups``; None: within each head)."""
         bx, head, bz = cute.arch.block_idx()
         q_tile = bx
-        if cutlass.const_expr(self.heavy_first):
-            q_tile = num_q_tiles - 1 - bx
         batch = bz
         if cutlass.const_expr(self.heavy_first and self.lane_groups and lane_group is not None and not split_kv):
+            # the per-head order below is this one with groups of one lane, without its divisions
             num_heads = cute.arch.grid_dim()[1]
             q_tile, lane = heavy_first_coords(bx + num_q_tiles * (head + num_heads * bz), num_q_tiles,
                                               num_heads * cute.arch.grid_dim()[2], lane_group)
             head = lane % num_heads
             batch = lane // num_heads
+        elif cutlass.const_expr(self.heavy_first):
+            q_tile = num_q_tiles - 1 - bx
         split = Int32(0)
         if cutlass.const_expr(split_kv):
             split = bz % num_splits

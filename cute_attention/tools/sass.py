@@ -84,8 +84,9 @@ def inspect_cubin(cubin: bytes) -> SassStats:
     return parse(disassemble(cubin), max(regs) if regs else None, cubin_sm(cubin))
 
 
+# one instruction's text in a disassembly line (to its ';'): what snapshots hash and loops are cut from
+INSN_TEXT = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(.*?;)")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
-_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+([^;]*);")
 _TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 
 
@@ -97,8 +98,8 @@ def loop_bodies(sass: str) -> list[list[str]]:
     for raw in sass.splitlines():
         if m := _LABEL.match(raw):
             labels[m.group(1)] = len(lines)
-        elif m := _LINE.search(raw):
-            lines.append(m.group(1).strip())
+        elif m := INSN_TEXT.search(raw):
+            lines.append(m.group(1))
     loops = []
     for i, text in enumerate(lines):
         target = _TARGET.search(text) if " BRA" in f" {text}" else None

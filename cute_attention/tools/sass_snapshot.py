@@ -29,9 +29,8 @@ from cute_attention.kernels.kv_append import AppendParams
 from cute_attention.kernels.split_reduce import ReduceParams
 from cute_attention.kv import LinearKVCache, PagedKVCache
 from cute_attention.tools.catalog import catalog_keys
-from cute_attention.tools.sass import disassemble
+from cute_attention.tools.sass import INSN_TEXT, disassemble
 
-_INSN = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(.*?;)")
 _SYMBOL = re.compile(r"kernel_cutlass_\w+")
 
 # (variant, dtype, head dim, mask, LSE) beyond the catalogue's bf16 causal + LSE builds
@@ -61,7 +60,7 @@ COMPOSED_BUILDS = [
 
 def instructions(sass: str) -> list[str]:
     """The instruction text of a disassembly, kernel symbol names blanked."""
-    return [_SYMBOL.sub("SYM", m.group(1)) for line in sass.splitlines() if (m := _INSN.search(line))]
+    return [_SYMBOL.sub("SYM", m.group(1)) for line in sass.splitlines() if (m := INSN_TEXT.search(line))]
 
 
 def build_id(key: CompileKey) -> str:
