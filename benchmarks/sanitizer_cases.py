@@ -110,6 +110,7 @@ CASES = {
     "prefill_sm90_causal": prefill(variant="sm90_m128n128", causal=True),
     "prefill_sm90_window_split": prefill(variant="sm90_m128n128", window_size=(40, 7), num_splits=3),
     "prefill_sm90_d64_3groups": prefill(variant="sm90_m192n128", causal=True, d=64),
+    "prefill_sm90_d64_late": prefill(variant="sm90_m192n128_late", causal=True, d=64, num_splits=2),
     "prefill_sm90_d256": prefill(variant="sm90_m128n80", dtype=torch.float16, d=256),
     "prefill_sm90_d192": prefill(variant="sm90_m128n112", causal=True, d=192),
     "varlen": varlen(),

@@ -34,8 +34,8 @@ check)
   for tool in memcheck racecheck synccheck; do
     ( timeout "$(left)" compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
         --only prefill_sm90_causal --only prefill_sm90_window_split --only prefill_sm90_d64_3groups \
-        --only prefill_sm90_d192 --only decode_paged_sm90_pack_split --only prefill_sm90_persistent_split \
-        --only prefill_sm80_window_split --only prefill_simt \
+        --only prefill_sm90_d64_late --only prefill_sm90_d192 --only decode_paged_sm90_pack_split \
+        --only prefill_sm90_persistent_split --only prefill_sm80_window_split --only prefill_simt \
         > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
   done
   wait

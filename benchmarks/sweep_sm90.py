@@ -15,10 +15,13 @@ import multiprocessing
 import os
 import re
 import sys
+from dataclasses import dataclass
 from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cutlass  # noqa: E402
+import cutlass.cute as cute  # noqa: E402
 import torch  # noqa: E402
 from common import bench_interleaved, environment, fa4_peer, write_json  # noqa: E402
 
@@ -38,21 +41,36 @@ GRID = {
     192: ["128x112", "128x96", "128x80", "128x64", "128x112-noorder", "128x112-tmao"],
     256: ["128x80", "128x64", "128x80-noorder", "128x64s3", "128x48s3", "128x80-tmao", "128x80-pers-tmao"],
 }
-CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate|-nolpt)*)$")
+CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate|-nolpt|-nosoftmax)*)$")
+
+
+@dataclass(frozen=True)
+class WithoutSoftmax(Sm90WarpSpecialized):
+    """A timing instrument, not a kernel: the mask and the online softmax are left out (P is the raw scores, O's
+    rescale factors are 1 and fold away), so the pipeline runs only its loads, MMAs, P conversion and epilogue.
+    Its ratio to the full kernel is the time the softmax adds to the critical path. Results are wrong: the sweep
+    does not check them."""
+
+    @cute.jit
+    def scores(self, a, acc_S, t, mask: cutlass.Constexpr, is_first: cutlass.Constexpr):
+        alpha = cute.make_rmem_tensor((a.softmax.num_rows,), cutlass.Float32)
+        alpha.fill(1.0)
+        return alpha
 
 
 def make(text: str, d: int) -> Variant:
-    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate][-nolpt]``: tile M×N, S-deep K and V rings (default 2),
-    without warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored by one TMA copy,
-    persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ, causal tiles heavy-first within each head
-    only (not across L2-sized groups of heads)."""
+    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate][-nolpt][-nosoftmax]``: tile M×N, S-deep K and V rings
+    (default 2), without warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored by
+    one TMA copy, persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ, causal tiles heavy-first
+    within each head only (not across L2-sized groups of heads), without the softmax (:class:`WithoutSoftmax`)."""
     m = CONFIG.match(text)
     if m is None:
         raise ValueError(f"bad config {text!r}")
     tm, tn = int(m.group(1)), int(m.group(2))
     stages = int(m.group(3) or 2)
     flags = m.group(4) or ""
-    mainloop = Sm90WarpSpecialized(stages, intra_wg_overlap="-noovl" not in flags, wg_order="-noorder" not in flags,
+    strategy = WithoutSoftmax if "-nosoftmax" in flags else Sm90WarpSpecialized
+    mainloop = strategy(stages, intra_wg_overlap="-noovl" not in flags, wg_order="-noorder" not in flags,
                                    tma_o_store="-tmao" in flags, persistent="-pers" in flags,
                                    rescale_o_early="-olate" not in flags)
     return Variant(f"sm90_{text}", Wgmma(tm, tn), mainloop, config="sm90", head_dims=(d,),
@@ -109,6 +127,8 @@ def main():
         g = torch.Generator(device="cuda").manual_seed(d)
         q = torch.randn(2, 239, 8, d, device="cuda", dtype=torch.bfloat16, generator=g)
         k, vv = (torch.randn(2, 1023, 2, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(2))
+        if "-nosoftmax" in c:
+            continue
         for causal in (False, True):
             ok, err, bound = tolerance_check(attention(q, k, vv, causal=causal, variant=v), q, k, vv, causal=causal)
             if not ok:

@@ -178,6 +178,9 @@ REGISTRY.register(SIMT_M128N32)
 # d96: 128x128. In sweep_sm90_7bfa038_h100.json (H100) 192x96 ran faster without a mask (544 / 612 at s2k / 8k against
 #      531 / 589), but its builds spill (17 LDL/STL with LSE, 21 causal, 106 with a window): not registered.
 # d192 (same sweep): 128x112 (659 / 744 full, 511 / 669 causal), ahead of 128x96, 128x80 and 128x64 but at causal s2k.
+# d64 causal: 192x128 with O rescaled after P·V landed (ab_sm90_e081b60_h100.json, H100, 3 rounds: 360 / 516 TFLOP/s
+#      at s2k / 8k against 342 / 475 with the rescale under Q·Kᵀ); without a mask the early rescale stays ahead
+#      (488 / 566 against 486 / 555), and at d128 / d256 it is ahead with and without a mask.
 SM90_SASS_TARGETS = ("sm_90a",)
 
 
@@ -202,11 +205,13 @@ SM90_M64N128_PACK = _sm90("sm90_m64n128_pack", 64, 128, (64, 96, 128), pack_gqa=
 SM90_M64N64_PACK = _sm90("sm90_m64n64_pack", 64, 64, (192, 256), pack_gqa=True)
 REGISTRY.register(SM90_M64N128_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM90_M64N64_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
+SM90_M192N128_LATE = _sm90("sm90_m192n128_late", 192, 128, (64,), rescale_o_early=False)
 SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,))
 SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
 SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))
 SM90_M128N80 = _sm90("sm90_m128n80", 128, 80, (192, 256))
 SM90_M128N64 = _sm90("sm90_m128n64", 128, 64, (192, 256))
+REGISTRY.register(SM90_M192N128_LATE, lambda d: d.head_dim == 64 and d.causal and _contiguous(d))
 REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _contiguous(d))
 REGISTRY.register(SM90_M128N128)
 REGISTRY.register(SM90_M128N112, _contiguous)
