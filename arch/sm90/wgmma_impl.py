@@ -240,8 +240,12 @@ class WgmmaImpl:
 
     @cute.jit
     def convert_p(self, acc_S: cute.Tensor, tOrP: cute.Tensor):
-        """P (fp32 in S's accumulator) → ``tOrP`` in the input type."""
-        tOrP.store(self.as_operand_a(acc_S).load().to(self.dtype))
+        """P (fp32 in S's accumulator) → ``tOrP`` in the input type, one 16-deep k-block (8 values) at a time: a
+        vector whose length is not a power of two (40 values at tile_n 80, 56 at 112) is converted value by value
+        and packed by byte permutes, which ptxas then interleaves with P·V's wgmma chain and serializes it."""
+        tSrP = self.as_operand_a(acc_S)
+        for k in cutlass.range_constexpr(cute.size(tOrP.shape[2])):
+            tOrP[None, None, k].store(tSrP[None, None, k].load().to(self.dtype))
 
     @cute.jit
     def store_o(self, st: WgmmaState, acc_O: cute.Tensor, sO: cute.Tensor):
