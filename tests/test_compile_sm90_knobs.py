@@ -1,7 +1,7 @@
 """CPU: the sm90 mainloop's knobs compile for sm_90a and keep their promises: the TMA store of O (``stmatrix`` into
 shared memory, a TMA store, no 16-byte global stores of O), persistent CTAs (alone, with the TMA store, with
-split-K, over a paged cache, with PackGQA), within the tile's spill budget, and O's rescale under Q·Kᵀ (on by
-default) or after P·V."""
+split-K, over a paged cache, with PackGQA), within the tile's spill budget, O's rescale under Q·Kᵀ (on by
+default) or after P·V, and P·V issued as one wgmma chain at every tile width."""
 
 import dataclasses
 import re
@@ -10,7 +10,13 @@ import pytest
 
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host.compile_cache import CACHE, CompileKey
-from cute_attention.host.registry import SM90_M64N128_PACK, SM90_M128N80, SM90_M128N128
+from cute_attention.host.registry import (
+    SM90_M64N128_PACK,
+    SM90_M128N80,
+    SM90_M128N112,
+    SM90_M128N128,
+    SM90_M192N128,
+)
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.variant import with_kv_cache
 from cute_attention.kv import PagedKVCache
@@ -66,12 +72,17 @@ _PV = re.compile(r"HGMMA\S* R\d+, R\d+, gdesc")  # P·V: A from registers
 _QK = re.compile(r"HGMMA\S* R\d+, gdesc")  # Q·Kᵀ: both operands in shared memory
 
 
-def _fmuls_before_pv(variant, d) -> int:
-    """FMULs ahead of the first P·V issue in the unmasked step's loop (the shortest loop issuing both products)."""
+def _unmasked_step(variant, d) -> list[str]:
+    """The unmasked step's loop without a mask: the shortest loop issuing both products."""
     key = CompileKey.of(AttentionParams(variant, "bfloat16", d, MaskSpec(False, False)), "sm_90a")
     loops = [body for body in loop_bodies(disassemble(CACHE.get(key).cubin))
              if any(_PV.search(x) for x in body) and any(_QK.search(x) for x in body)]
-    body = loops[0]
+    return loops[0]
+
+
+def _fmuls_before_pv(variant, d) -> int:
+    """FMULs ahead of the first P·V issue in the unmasked step's loop."""
+    body = _unmasked_step(variant, d)
     first_pv = next(i for i, x in enumerate(body) if _PV.search(x))
     return sum(1 for x in body[:first_pv] if re.match(r"(@!?P\w+\s+)?FMUL\b", x))
 
@@ -82,3 +93,18 @@ def test_o_rescaled_under_qk(variant, d):
     under Q·Kᵀ; ``rescale_o_early=False`` leaves it after P·V landed, on the softmax's path."""
     assert _fmuls_before_pv(variant, d) >= d // 2
     assert _fmuls_before_pv(knobbed(variant, rescale_o_early=False), d) == 0
+
+
+@pytest.mark.parametrize("variant,d", [(SM90_M192N128, 64), (SM90_M128N128, 128), (SM90_M128N112, 192),
+                                       (SM90_M128N80, 256)], ids=["d64", "d128", "d192", "d256"])
+def test_pv_is_one_wgmma_chain(variant, d):
+    """P is packed pair by pair (one F2FP per two values, no byte permutes) and P·V is one chain: one fence
+    (WARPGROUP.ARRIVE) per product and one commit (gsb0) at its end. A 40- or 56-value P converted at once had ptxas
+    fence and commit every P·V wgmma of the d256 / d192 tiles on its own."""
+    body = _unmasked_step(variant, d)
+    pv = [x for x in body if _PV.search(x)]
+    assert sum("gsb0" in x for x in pv) == 1
+    assert sum(x.startswith("WARPGROUP.ARRIVE") for x in body) == 2
+    assert not any(x.startswith("PRMT") for x in body)
+    p_values = variant.impl.tile_n * 64 // 128  # per consumer thread: 64 rows x tile_n over a warp group
+    assert sum(x.startswith("F2FP") for x in body) == p_values // 2
