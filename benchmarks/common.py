@@ -9,6 +9,18 @@ import subprocess
 import time
 
 
+def git_commit() -> str:
+    """HEAD's short hash, marked ``+modified`` when tracked files differ from it (a device machine's copy of the tree
+    can carry a stale ``.git``: the mark says the hash does not name the measured code)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}+modified" if head and changed else head
+
+
 def environment() -> dict:
     import cutlass
     import torch
@@ -17,13 +29,7 @@ def environment() -> dict:
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         gpu = {"gpu": p.name, "sm": f"{p.major}{p.minor}", "sms": p.multi_processor_count}
-    commit = os.environ.get("CUTE_ATTENTION_COMMIT", "")
-    if not commit:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True).stdout.strip()
-        except OSError:
-            commit = "unknown"
+    commit = os.environ.get("CUTE_ATTENTION_COMMIT", "") or git_commit()
     return {
         **gpu,
         "torch": torch.__version__, "cuda": torch.version.cuda, "cutlass_dsl": cutlass.__version__,
