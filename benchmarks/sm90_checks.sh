@@ -65,9 +65,12 @@ bench)
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_sm90.log"
   ;;
 abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests and the sanitizer until the budget ends
+  # AB_TILES "d:tile ...", AB_FLAGS the sweep flags timed against each tile ("-noorder -olate"), AB_ROUNDS
   for d in ${AB_TILES:-256:128x80 128:128x128}; do
+    configs="${d#*:}"
+    for flag in ${AB_FLAGS:--olate -nolpt}; do configs="$configs,${d#*:}$flag"; done
     timeout "${AB_S:-60}" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens "${AB_SEQLENS:-2048,8192}" \
-      --rounds 2 --configs "${d#*:},${d#*:}-olate,${d#*:}-nolpt" >> "$OUT/ab.log" 2>&1
+      --rounds "${AB_ROUNDS:-2}" --configs "$configs" >> "$OUT/ab.log" 2>&1
   done
   grep -E "^d[0-9]+ s" "$OUT/ab.log"
   echo "A/B done $(( $(date +%s) - t0 ))s"
