@@ -18,6 +18,25 @@ part() {  # name, pytest args...
   local name=$1; shift
   ( timeout "$(( $(left) - ${RESERVE_S:-0} ))" python3 -m pytest -q -p no:cacheprovider "$@" > "$OUT/part_$name.log" 2>&1 ) &
 }
+# every sm90 kernel shape (both epilogues, three groups, the late rescale, d192 / d256, paged PackGQA, persistent)
+SM90_CASES="prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups prefill_sm90_d64_late
+  prefill_sm90_d192 prefill_sm90_d256 decode_paged_sm90_pack_split prefill_sm90_persistent_split"
+sanitize() {  # seconds kept back, case names...: memcheck, racecheck and synccheck side by side, in the background
+  local keep=$1; shift
+  local only=(); for c in "$@"; do only+=(--only "$c"); done
+  for tool in memcheck racecheck synccheck; do
+    ( timeout "$(( $(left) - keep ))" compute-sanitizer --tool $tool --report-api-errors no python3 \
+        benchmarks/sanitizer_cases.py "${only[@]}" > "$OUT/sanitizer_$tool.log" 2>&1
+      echo "$tool rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
+  done
+}
+summarize() {  # after wait: the sanitizer logs as one file (few files come back), a line per part
+  cat "$OUT"/sanitizer_*.log > "$OUT/part_sanitizer.log" 2>/dev/null; rm -f "$OUT"/sanitizer_*.log
+  for f in "$OUT"/part_*.log; do
+    [ "$f" = "$OUT/part_sanitizer.log" ] || echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"
+  done
+  echo "sanitizer: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/part_sanitizer.log" | tr '\n' ' ')"
+}
 case "${1:-check}" in
 check)
   timeout 150 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
@@ -31,18 +50,10 @@ check)
   part split tests/test_gpu_split.py -k "sm90"
   ( timeout "$(left)" python3 benchmarks/mask_quick_check.py > "$OUT/part_masks.log" 2>&1; rc=$?; \
     echo "$(grep -c '^ok' "$OUT/part_masks.log") passed, $(grep -c '^FAIL' "$OUT/part_masks.log") failed, rc=$rc" >> "$OUT/part_masks.log" ) &
-  for tool in memcheck racecheck synccheck; do
-    ( timeout "$(left)" compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
-        --only prefill_sm90_causal --only prefill_sm90_window_split --only prefill_sm90_d64_3groups \
-        --only prefill_sm90_d64_late --only prefill_sm90_d192 --only decode_paged_sm90_pack_split \
-        --only prefill_sm90_persistent_split --only prefill_sm80_window_split --only prefill_simt \
-        > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
-  done
+  # shellcheck disable=SC2086
+  sanitize 0 $SM90_CASES prefill_sm80_window_split prefill_simt
   wait
-  for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
-  for tool in memcheck racecheck synccheck; do
-    echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^ok|rc=" "$OUT/sanitizer_$tool.log" | tr '\n' ' ')"
-  done
+  summarize
   ;;
 cache)  # the KV-cache configs' GPU test (one process per case: each compiles its own builds, ~200 s), then the benches
   for cfg in sm80 sm90; do for d in 64 128 256; do for dt in fp16 bf16; do
@@ -78,15 +89,9 @@ abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests
   part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
   part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
-  for tool in memcheck racecheck synccheck; do
-    ( timeout "$(left)" compute-sanitizer --tool $tool --report-api-errors no python3 benchmarks/sanitizer_cases.py \
-        --only prefill_sm90_causal --only prefill_sm90_window_split --only prefill_sm90_d64_3groups \
-        > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
-  done
+  sanitize 0 prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups
   wait
-  cat "$OUT"/sanitizer_*.log > "$OUT/part_sanitizer.log"; rm -f "$OUT"/sanitizer_*.log
-  for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=|^ok" "$OUT/part_sanitizer.log" | tr '\n' ' '; echo
+  summarize
   ;;
 quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside them; then timings
   RESERVE_S=${RESERVE_S:-300}  # seconds kept for the timings
@@ -95,16 +100,10 @@ quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside th
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
   part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
   part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
-  for tool in memcheck racecheck synccheck; do
-    ( timeout "$(( $(left) - RESERVE_S ))" compute-sanitizer --tool $tool --report-api-errors no python3 \
-        benchmarks/sanitizer_cases.py --only prefill_sm90_causal --only prefill_sm90_window_split \
-        --only prefill_sm90_d64_3groups --only prefill_sm90_d192 --only decode_paged_sm90_pack_split \
-        --only prefill_sm90_persistent_split > "$OUT/sanitizer_$tool.log" 2>&1; echo "rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
-  done
+  # shellcheck disable=SC2086
+  sanitize "$RESERVE_S" $SM90_CASES
   wait
-  cat "$OUT"/sanitizer_*.log > "$OUT/part_sanitizer.log"; rm -f "$OUT"/sanitizer_*.log
-  for f in "$OUT"/part_*.log; do echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"; done
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/part_sanitizer.log" | tr '\n' ' '; echo
+  summarize
   echo "tests done $(( $(date +%s) - t0 ))s"
   for d in ${AB_TILES:-128:128x128 256:128x80 64:192x128}; do
     timeout "$(( $(left) - ${GRID_S:-200} ))" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens 2048,8192 --rounds 2 \
