@@ -8,6 +8,7 @@ sizes). Timed in alternation (``--rounds``, median), each timing after 0.5 s of 
 is measured in the same process (device-to-device copy of 2 GiB, read + write bytes over time).
 
     python benchmarks/decode.py --json out.json [--cases 1x131072,256x1024] [--heads 32/8,32/32] [--config sm90]
+        [--compare VARIANT,...]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from common import bench_interleaved, bench_ms, environment, graph_ms, runnable_only, write_json  # noqa: E402
 
-from cute_attention import attention_with_kvcache  # noqa: E402
+from cute_attention import REGISTRY, attention_with_kvcache  # noqa: E402
 
 DEFAULT_CASES = "1x131072,1x8192,2x65536,4x32768,8x32768,64x4096,128x1024,256x1024"
 
@@ -60,7 +61,7 @@ def peers(q, k, v, seqlens, paged):
     return fns
 
 
-def run_case(b, n, h, hkv, rounds, compare=None, graph=False, config=None, sq=1):
+def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1):
     d, dtype = 128, torch.bfloat16
     g = torch.Generator(device="cuda").manual_seed(b * n + h)
     q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype, generator=g)
@@ -68,8 +69,10 @@ def run_case(b, n, h, hkv, rounds, compare=None, graph=False, config=None, sq=1)
     v = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
     seqlens = torch.full((b,), n, dtype=torch.int32, device="cuda")
     fns = {"ours:contig": lambda: attention_with_kvcache(q, k, v, seqlens)}
-    if compare:
-        fns[f"ours:contig:{compare}"] = lambda: attention_with_kvcache(q, k, v, seqlens, variant=compare)
+    for name in compare:
+        if not REGISTRY.get(name).kv_cache.paged:  # a variant built for paged caches serves no other
+            fns[f"ours:contig:{name}"] = (lambda name_: lambda: attention_with_kvcache(q, k, v, seqlens,
+                                                                                   variant=name_))(name)
     if config:
         fns[f"ours:contig:{config}"] = lambda: attention_with_kvcache(q, k, v, seqlens, config=config)
     paged = {}
@@ -80,9 +83,9 @@ def run_case(b, n, h, hkv, rounds, compare=None, graph=False, config=None, sq=1)
         paged[bs] = (kc, vc, table)
         fns[f"ours:paged{bs}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
             q, kc_, vc_, seqlens, block_table=t_))(kc, vc, table)
-        if compare:
-            fns[f"ours:paged{bs}:{compare}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
-                q, kc_, vc_, seqlens, block_table=t_, variant=compare))(kc, vc, table)
+        for name in compare:
+            fns[f"ours:paged{bs}:{name}"] = (lambda kc_, vc_, t_, name_: lambda: attention_with_kvcache(
+                q, kc_, vc_, seqlens, block_table=t_, variant=name_))(kc, vc, table, name)
         if config:
             fns[f"ours:paged{bs}:{config}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
                 q, kc_, vc_, seqlens, block_table=t_, config=config))(kc, vc, table)
@@ -110,7 +113,7 @@ def main():
     ap.add_argument("--cases", default=DEFAULT_CASES, help="comma list of BATCHxCONTEXT")
     ap.add_argument("--heads", default="32/8", help="comma list of Q/KV head counts, e.g. 32/8,32/32")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--compare", default=None, help="also time this registered variant on the same data")
+    ap.add_argument("--compare", default="", help="also time these registered variants (comma list) on the same data")
     ap.add_argument("--graph", action="store_true", help="also time CUDA-graph replays (GPU time, no host work)")
     ap.add_argument("--config", default=None, help="also time attention_with_kvcache(config=...) on the same data")
     ap.add_argument("--sq", type=int, default=1, help="query tokens per sequence (causal)")
@@ -123,7 +126,8 @@ def main():
         h, hkv = map(int, heads.split("/"))
         for case in args.cases.split(","):
             b, n = map(int, case.split("x"))
-            rows.append(run_case(b, n, h, hkv, args.rounds, args.compare, args.graph, args.config, args.sq))
+            rows.append(run_case(b, n, h, hkv, args.rounds, [c for c in args.compare.split(",") if c], args.graph,
+                                 args.config, args.sq))
     if args.json:
         write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
     names = sorted({n for r in rows for n in r["results"]})

@@ -121,6 +121,10 @@ CASES = {
     "prefill_paged_sm90_bs256_split": decode_paged(config="sm90", sq=100, bs=256, splits=3, append=False),
     "decode_paged_sm90_pack_d256": decode_paged(config="sm90", d=256, bs=32),
     "prefill_paged_sm90_d256_bs32_split": decode_paged(config="sm90", sq=100, bs=32, splits=2, d=256),
+    "decode_paged_sm90_cp_async_split": decode_paged(variant="sm90_m64n128_pack_cpasync", splits=3),
+    "prefill_paged_sm90_cp_async_bs16": decode_paged(variant="sm90_m128n128_cpasync", sq=100, splits=1),
+    "prefill_paged_sm90_cp_async_bs256_d64": decode_paged(variant="sm90_m128n128_cpasync", sq=100, bs=256, splits=2,
+                                                          append=False, d=64),
     "prefill_sm90_tma_o_store": prefill(variant=dataclasses.replace(
         REGISTRY.get("sm90_m128n128"), name="sm90_m128n128_tmao",
         mainloop=dataclasses.replace(REGISTRY.get("sm90_m128n128").mainloop, tma_o_store=True)), causal=True),

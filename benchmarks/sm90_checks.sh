@@ -4,6 +4,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cache    # KV-cache config tests (12 processes), then bench
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh cpasync  # the cp.async K/V producer: tests, sanitizer, timings
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
 #                                                                  # O-rescale and CTA-order A/B, then the prefill grid
@@ -20,7 +21,8 @@ part() {  # name, pytest args...
 }
 # every sm90 kernel shape (both epilogues, three groups, the late rescale, d192 / d256, paged PackGQA, persistent)
 SM90_CASES="prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups prefill_sm90_d64_late
-  prefill_sm90_d192 prefill_sm90_d256 decode_paged_sm90_pack_split prefill_sm90_persistent_split"
+  prefill_sm90_d192 prefill_sm90_d256 decode_paged_sm90_pack_split prefill_sm90_persistent_split
+  decode_paged_sm90_cp_async_split prefill_paged_sm90_cp_async_bs16 prefill_paged_sm90_cp_async_bs256_d64"
 sanitize() {  # seconds kept back, case names...: memcheck, racecheck and synccheck side by side, in the background
   local keep=$1; shift
   local only=(); for c in "$@"; do only+=(--only "$c"); done
@@ -48,6 +50,7 @@ check)
   part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
   part varlen tests/test_gpu_varlen.py -k "sm90"
   part split tests/test_gpu_split.py -k "sm90"
+  part cp_async tests/test_gpu_sm90_cp_async.py
   ( timeout "$(left)" python3 benchmarks/mask_quick_check.py > "$OUT/part_masks.log" 2>&1; rc=$?; \
     echo "$(grep -c '^ok' "$OUT/part_masks.log") passed, $(grep -c '^FAIL' "$OUT/part_masks.log") failed, rc=$rc" >> "$OUT/part_masks.log" ) &
   # shellcheck disable=SC2086
@@ -114,6 +117,26 @@ quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside th
     --seqlens "${GRID_SEQLENS:-512,1024,2048,4096,8192,16384}" \
     > "$OUT/prefill.log" 2>&1
   echo "prefill rc=$?"; grep -E "^ +[0-9]+ +[0-9]+ +(True|False)" "$OUT/prefill.log"; rm -f "$OUT/prefill.log"
+  ;;
+cpasync)  # the cp.async producer's builds and GPU tests, its sanitizer cases; then it against TMA over paged caches
+  CP="sm90_m64n128_pack_cpasync sm90_m128n128_cpasync"
+  timeout 150 python3 -m cute_attention precompile --target sm_90a $(for v in $CP; do echo --variant "$v"; done) \
+    --kv paged16 paged32 paged64 paged128 paged256 --mask none causal window --lse yes --append -j 16 \
+    > "$OUT/precompile.log" 2>&1
+  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
+  RESERVE_S=${RESERVE_S:-200}  # seconds kept for the timings
+  for v in $CP; do for dt in fp16 bf16; do part "cp_${v%%_cpasync}_$dt" tests/test_gpu_sm90_cp_async.py -k "$v and $dt"; done; done
+  sanitize "$RESERVE_S" decode_paged_sm90_cp_async_split prefill_paged_sm90_cp_async_bs16 \
+    prefill_paged_sm90_cp_async_bs256_d64
+  wait
+  summarize
+  echo "tests done $(( $(date +%s) - t0 ))s"
+  timeout "$(( $(left) - 80 ))" python3 benchmarks/decode.py --config sm90 --compare sm90_m64n128_pack_cpasync \
+    --cases 1x131072,8x32768,64x4096,128x1024 --heads 32/8 --json "$OUT/decode_cp.json" > "$OUT/decode_cp.log" 2>&1
+  echo "decode rc=$?"; tail -6 "$OUT/decode_cp.log"; rm -f "$OUT/decode_cp.log"
+  timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm90 --compare sm90_m128n128_cpasync --sq 256 \
+    --cases 4x8192,16x2048 --heads 32/8 --json "$OUT/chunked_cp.json" > "$OUT/chunked_cp.log" 2>&1
+  echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_cp.log"; rm -f "$OUT/chunked_cp.log"
   ;;
 sweep)
   timeout 330 python3 benchmarks/sweep_sm90.py --dims 64,96,128,192,256 --seqlens 2048,8192 --rounds 2 \

@@ -42,6 +42,8 @@ CASES = [
     (lambda q, k, v: attention(torch.randn(1, 4, 1, 256, dtype=q.dtype), torch.randn(1, 4, 1, 256, dtype=q.dtype),
                                torch.randn(1, 4, 1, 256, dtype=q.dtype), variant=SM80_M128N64),
      ValueError, "does not support head_dim 256"),
+    (lambda q, k, v: attention(q, k, v, variant="sm90_m128n128_cpasync"), ValueError,
+     "reads K/V from a paged cache: call attention_with_kvcache"),
     (lambda q, k, v: attention(q, k, v, config="sm99"), ValueError, "config 'sm99' is not registered"),
     (lambda q, k, v: attention(q, k, v, config=75), TypeError, "config must be a str"),
     (lambda q, k, v: attention(q, k, v, config="sm75", variant=SM80_M128N64), ValueError,

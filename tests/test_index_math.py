@@ -11,7 +11,9 @@ from cute_attention.core.index_math import (
     kv_tile_schedule,
     l2_lane_group,
     paged_box,
+    paged_group_offset,
     paged_slot,
+    paged_tile_start,
     ring_slot_phase,
     turbomind_mask_iter_back,
     unit_coords,
@@ -166,6 +168,22 @@ def test_paged_boxes_cover_each_tile_row_by_row(tile_n, block_size):
             for i in range(box_rows):
                 token = n * tile_n + j * box_rows + i
                 assert (table[entry], box * box_rows + i) == paged_slot(table, token, block_size)
+
+
+@pytest.mark.parametrize("tile_n", [64, 128])
+@pytest.mark.parametrize("block_size", [16, 32, 64, 128, 256])
+@pytest.mark.parametrize("group_rows", [4, 8, 16])
+def test_paged_row_groups_locate_each_tile_row(tile_n, block_size, group_rows):
+    """The cp.async producer's split of a row's place (tile start + row-group offset + the thread's row in its
+    group) lands every row of every tile where the row-by-row rule (``paged_slot``) puts it."""
+    table = list(range(97, 97 - 12, -1))
+    for n in range(len(table) * block_size // tile_n):
+        entry0, row_base = paged_tile_start(n, tile_n, block_size)
+        for group_start in range(0, tile_n, group_rows):
+            entries, rows = paged_group_offset(group_start, tile_n, block_size)
+            for r in range(group_rows):
+                token = n * tile_n + group_start + r
+                assert (table[entry0 + entries], row_base + rows + r) == paged_slot(table, token, block_size)
 
 
 @pytest.mark.parametrize("split_kv", [False, True])

@@ -81,10 +81,21 @@ class Sm90WarpSpecialized:
     # with the intra-group overlap: O is rescaled by the previous tile's factors right after S = Q·Kᵀ is issued,
     # under that MMA, instead of after P·V landed, where its multiplies lengthen the softmax's critical path
     rescale_o_early: bool = True
+    # a paged cache's K/V tiles by cp.async from the producer warp group's 128 threads, located row group by row
+    # group through the block table (FlashAttention-3's path for blocks smaller than a tile), instead of one TMA copy
+    # per block; each slot's full barrier counts the 128 threads' cp.async completions
+    kv_cp_async: bool = False
     name: str = "tma_ws"
     warp_specialized = True
-    sass_required = ("UTMALDG", "SYNCS", "USETMAXREG")  # TMA loads, mbarriers, the role register split
-    sass_forbidden = ("LDGSTS",)
+
+    @property
+    def sass_required(self) -> tuple[str, ...]:
+        """Bulk copies (TMA loads, or cp.async for K/V), mbarriers, the role register split."""
+        return ("LDGSTS" if self.kv_cp_async else "UTMALDG", "SYNCS", "USETMAXREG")
+
+    @property
+    def sass_forbidden(self) -> tuple[str, ...]:
+        return () if self.kv_cp_async else ("LDGSTS",)
 
     def __post_init__(self):
         if self.stages < 2:
@@ -100,6 +111,7 @@ class Sm90WarpSpecialized:
                 + (", O rescaled under Q·Kᵀ" if self.o_early else "")
                 + (", warp-group turns" if self.wg_order else "")
                 + (", O by TMA store" if self.tma_o_store else "")
+                + (", K/V by cp.async" if self.kv_cp_async else "")
                 + (", persistent CTAs" if self.persistent else ""))
 
     @property
@@ -113,35 +125,44 @@ class Sm90WarpSpecialized:
         return ring_state(t if t0 is None else t0 + t, self.stages, producer)
 
     @cute.jit
-    def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v, t0=None, q_iter=None):
-        """The producer warp's walk: ``load_x(tile, state)`` issues one copy on ``state``'s barrier; ``load_q`` None:
-        Q reaches shared memory another way (the consumers load it). A persistent CTA passes ``t0`` and ``q_iter``
-        (its units so far): it loads Q for every unit, since the consumers release Q's tile after each epilogue."""
+    def produce(self, sched, pipe_q, pipe_k, pipe_v, load_q, load_k, load_v, t0=None, q_iter=None, q_leader=True):
+        """The producer's walk: ``load_x(tile, state)`` issues one tile's copies on ``state``'s barrier (each thread
+        its share); ``load_q`` None: Q reaches shared memory another way (the consumers load it), else the
+        ``q_leader`` warp issues its one copy. A persistent CTA passes ``t0`` and ``q_iter`` (its units so far): it
+        loads Q for every unit, since the consumers release Q's tile after each epilogue."""
         total = sched.n_hi - sched.n_lo
         if cutlass.const_expr(q_iter is None):
             # a CTA's only unit: nothing to load when it walks no tile (its rows see no key)
             if total > 0:
                 self.produce_first_k(sched, pipe_k, load_k, t0)
-                if cutlass.const_expr(load_q is not None):
-                    q_state = ring_state(Int32(0), 1, True)
-                    pipe_q.producer_acquire(q_state)
-                    load_q(q_state)
+                self.produce_q(pipe_q, load_q, Int32(0), q_leader)
                 self.produce_rest(sched, pipe_k, pipe_v, load_k, load_v, t0)
         else:
             if total > 0:
                 self.produce_first_k(sched, pipe_k, load_k, t0)
-            if cutlass.const_expr(load_q is not None):
-                q_state = ring_state(q_iter, 1, True)
-                pipe_q.producer_acquire(q_state)
-                load_q(q_state)
+            self.produce_q(pipe_q, load_q, q_iter, q_leader)
             if total > 0:
                 self.produce_rest(sched, pipe_k, pipe_v, load_k, load_v, t0)
 
     @cute.jit
+    def produce_q(self, pipe_q, load_q, q_iter, q_leader):
+        if cutlass.const_expr(load_q is not None):
+            if q_leader:
+                q_state = ring_state(q_iter, 1, True)
+                pipe_q.producer_acquire(q_state)
+                load_q(q_state)
+
+    @cute.jit
+    def produce_tile(self, pipe, load, n, state):
+        """Tile ``n`` into ``state``'s slot once the consumers released it; the commit signals a cp.async producer's
+        share (a TMA copy's bytes complete the barrier themselves: no-op)."""
+        pipe.producer_acquire(state)
+        load(n, state)
+        pipe.producer_commit(state)
+
+    @cute.jit
     def produce_first_k(self, sched, pipe_k, load_k, t0):
-        s0 = self.ring(Int32(0), t0, True)
-        pipe_k.producer_acquire(s0)
-        load_k(sched.n_hi - 1, s0)
+        self.produce_tile(pipe_k, load_k, sched.n_hi - 1, self.ring(Int32(0), t0, True))
 
     @cute.jit
     def produce_rest(self, sched, pipe_k, pipe_v, load_k, load_v, t0):
@@ -149,25 +170,15 @@ class Sm90WarpSpecialized:
         total = sched.n_hi - sched.n_lo
         if cutlass.const_expr(self.intra_wg_overlap):
             for t in cutlass.range(1, total, unroll=1):
-                sk = self.ring(t, t0, True)
-                pipe_k.producer_acquire(sk)
-                load_k(sched.n_hi - 1 - t, sk)
-                sv = self.ring(t - 1, t0, True)
-                pipe_v.producer_acquire(sv)
-                load_v(sched.n_hi - t, sv)
-            sv = self.ring(total - 1, t0, True)
-            pipe_v.producer_acquire(sv)
-            load_v(sched.n_lo, sv)
+                self.produce_tile(pipe_k, load_k, sched.n_hi - 1 - t, self.ring(t, t0, True))
+                self.produce_tile(pipe_v, load_v, sched.n_hi - t, self.ring(t - 1, t0, True))
+            self.produce_tile(pipe_v, load_v, sched.n_lo, self.ring(total - 1, t0, True))
         else:
-            s0 = self.ring(Int32(0), t0, True)
-            pipe_v.producer_acquire(s0)
-            load_v(sched.n_hi - 1, s0)
+            self.produce_tile(pipe_v, load_v, sched.n_hi - 1, self.ring(Int32(0), t0, True))
             for t in cutlass.range(1, total, unroll=1):
                 s = self.ring(t, t0, True)
-                pipe_k.producer_acquire(s)
-                load_k(sched.n_hi - 1 - t, s)
-                pipe_v.producer_acquire(s)
-                load_v(sched.n_hi - 1 - t, s)
+                self.produce_tile(pipe_k, load_k, sched.n_hi - 1 - t, s)
+                self.produce_tile(pipe_v, load_v, sched.n_hi - 1 - t, s)
 
     # ---- consumer warp-group turns ----
     def ordered(self, consumer_wgs: int) -> bool:
@@ -218,9 +229,17 @@ class Sm90WarpSpecialized:
         return a.softmax.update_deferred(a.impl.rows_cols_view(acc_S), is_first)
 
     @cute.jit
+    def wait_kv(self, pipe, state):
+        """Wait until a K or V slot landed. Tiles written by cp.async went through the generic proxy: a proxy fence
+        lets this thread's warpgroup MMAs (async proxy) see them."""
+        pipe.consumer_wait(state)
+        if cutlass.const_expr(self.kv_cp_async):
+            cute.arch.fence_proxy("async.shared", space="cta")
+
+    @cute.jit
     def qk_alone(self, a: WsMainloopArgs, sk):
         """S = Q·K of ring slot ``sk``, issued in this group's turn and waited for; K's slot released."""
-        a.pipe_k.consumer_wait(sk)
+        self.wait_kv(a.pipe_k, sk)
         self.order_wait(a)
         acc_S = a.impl.issue_qk(a.st, sk.index)
         self.order_pass(a)
@@ -231,7 +250,7 @@ class Sm90WarpSpecialized:
     @cute.jit
     def pv_alone(self, a: WsMainloopArgs, sv, first_v: cutlass.Constexpr):
         """O += P·V of ring slot ``sv``, waited for; V's slot released (``first_v``: walk step 0's V, readied first)."""
-        a.pipe_v.consumer_wait(sv)
+        self.wait_kv(a.pipe_v, sv)
         if cutlass.const_expr(first_v and a.v_ready is not None):
             a.v_ready(sv.index)
         a.impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
@@ -257,16 +276,16 @@ class Sm90WarpSpecialized:
             if cutlass.const_expr(a.v_ready is not None):
                 # V of step 0 is first read by step 1's P·V (or the tail's): ready it while that is still ahead
                 sv = self.ring(t, a.t0, False)
-                a.pipe_v.consumer_wait(sv)
+                self.wait_kv(a.pipe_v, sv)
                 a.v_ready(sv.index)
         else:
             sv = self.ring(t - 1, a.t0, False)
-            a.pipe_k.consumer_wait(sk)
+            self.wait_kv(a.pipe_k, sk)
             self.order_wait(a)
             acc_S = impl.issue_qk(a.st, sk.index)
             if cutlass.const_expr(self.o_early):
                 a.softmax.rescale(impl.rows_cols_view(a.acc_O), o_scale)
-            a.pipe_v.consumer_wait(sv)
+            self.wait_kv(a.pipe_v, sv)
             impl.issue_pv(a.st, a.tOrP, a.acc_O, sv.index)
             self.order_pass(a)
             impl.wait(1)

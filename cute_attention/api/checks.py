@@ -181,9 +181,11 @@ def check_options(head_dim: int, softmax_scale, causal, window_size, return_lse,
     return float(softmax_scale), left, right
 
 
-def resolve_variant(variant, desc: AttnDesc, config: str | None, target: str | None = None) -> Variant:
+def resolve_variant(variant, desc: AttnDesc, config: str | None, target: str | None = None,
+                    over_cache: bool = False) -> Variant:
     """The variant a call runs: forced by name or object, else the registry's choice for ``desc`` in ``config``
-    (none named: the target's default configs in order, :func:`~cute_attention.host.registry.default_configs`)."""
+    (none named: the target's default configs in order, :func:`~cute_attention.host.registry.default_configs`).
+    ``over_cache``: the call reads a KV cache (a variant built for a paged cache serves no other call)."""
     if config is not None and not isinstance(config, str):
         raise TypeError(f"config must be a str, got {type(config).__name__}")
     if config is not None and config not in REGISTRY.configs():
@@ -208,6 +210,9 @@ def resolve_variant(variant, desc: AttnDesc, config: str | None, target: str | N
         chosen = variant
     else:
         raise TypeError(f"variant must be a registered name or a Variant, got {type(variant).__name__}")
+    if chosen.kv_cache.paged and not over_cache:
+        raise ValueError(f"variant {chosen.name} reads K/V from a paged cache: call attention_with_kvcache with a "
+                         "block_table")
     if config is not None and chosen.config != config:
         raise ValueError(f"variant {chosen.name} is a {chosen.config} variant, but config={config!r} was asked for")
     if target is not None and chosen.targets is not None and target not in chosen.targets:

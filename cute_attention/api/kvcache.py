@@ -178,7 +178,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
                     block_size)
     if config is None and variant is None:
         config = DEFAULT_CONFIG  # measured faster for decode; sm90 over a cache is chosen by name
-    base = resolve_variant(variant, desc, config, launcher.target())
+    base = resolve_variant(variant, desc, config, launcher.target(), over_cache=True)
     variant = with_kv_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     params = AttentionParams(variant, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,

@@ -157,6 +157,25 @@ def paged_box(row: Int, box_rows: int, block_size: int) -> tuple[Int, Int]:
     return row // block_size, (row % block_size) // box_rows
 
 
+def paged_tile_start(n: Int, tile_n: int, block_size: int) -> tuple[Int, Int]:
+    """(block-table index, row in that block) where KV tile ``n >= 0`` starts, tiles and blocks dividing one another:
+    a tile spans ``tile_n // block_size`` consecutive entries, or a block holds ``block_size // tile_n`` tiles."""
+    if block_size <= tile_n:
+        return n * (tile_n // block_size), 0
+    per_block = block_size // tile_n
+    return n // per_block, (n % per_block) * tile_n
+
+
+def paged_group_offset(row: int, tile_n: int, block_size: int) -> tuple[int, int]:
+    """(block-table entries, rows) past :func:`paged_tile_start` of tile row ``row`` (compile time): with
+    ``rows`` + ``r`` for the ``r``-th row of a row group that starts at ``row`` and lies in one block (its height
+    divides ``block_size``), logical row ``n·tile_n + row + r`` sits at entry ``start + entries``, row
+    ``start_row + rows + r``."""
+    if block_size <= tile_n:
+        return row // block_size, row % block_size
+    return 0, row
+
+
 def ring_slot_phase(t: Int, stages: int) -> tuple[Int, Int]:
     """(slot, phase bit) of step ``t >= 0`` of a ``stages``-deep ring of mbarrier-guarded buffers: slot
     ``t mod stages``, phase ``(t div stages) mod 2``. A power-of-two depth takes a mask and a shift (on the device,

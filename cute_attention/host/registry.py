@@ -12,6 +12,7 @@ from cute_attention.arch.sm75 import Mma1688
 from cute_attention.arch.sm80 import Mma16816, Sm80CpAsync
 from cute_attention.arch.sm90 import Sm90WarpSpecialized, Wgmma
 from cute_attention.kernels.variant import Variant
+from cute_attention.kv import PagedKVCache
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,16 @@ SM90_M64N128_PACK = _sm90("sm90_m64n128_pack", 64, 128, (64, 96, 128), pack_gqa=
 SM90_M64N64_PACK = _sm90("sm90_m64n64_pack", 64, 64, (192, 256), pack_gqa=True)
 REGISTRY.register(SM90_M64N128_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM90_M64N64_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
+# The same tiles with K/V by cp.async from the producer warp group (FlashAttention-3's path for paged blocks smaller
+# than a tile) instead of one TMA copy per block; built over 16-token blocks (the catalogue's build), any paged cache
+# by name.
+SM90_M64N128_PACK_CP = dataclasses.replace(
+    _sm90("sm90_m64n128_pack_cpasync", 64, 128, (64, 128), pack_gqa=True, kv_cp_async=True),
+    kv_cache=PagedKVCache(16))
+SM90_M128N128_CP = dataclasses.replace(_sm90("sm90_m128n128_cpasync", 128, 128, (64, 128), kv_cp_async=True),
+                                       kv_cache=PagedKVCache(16))
+REGISTRY.register(SM90_M64N128_PACK_CP, lambda d: False)
+REGISTRY.register(SM90_M128N128_CP, lambda d: False)
 SM90_M192N128_LATE = _sm90("sm90_m192n128_late", 192, 128, (64,), rescale_o_early=False)
 SM90_M192N128 = _sm90("sm90_m192n128", 192, 128, (64,))
 SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))

@@ -28,6 +28,7 @@ from cutlass.cute.nvgpu import cpasync
 from cutlass.memory import SmemAllocator
 
 from cute_attention.arch.sm90.mainloop import WsMainloopArgs, ring_state
+from cute_attention.arch.sm90.paged_cp_async import PagedCpAsyncTiles
 from cute_attention.arch.sm90.tma import TmaOperand, TmaTiles
 from cute_attention.arch.sm90.wgmma_impl import WARPGROUP
 from cute_attention.core.index_math import paged_box
@@ -41,6 +42,8 @@ from cute_attention.kernels.tile_work import locate_work
 EPILOGUE_BARRIER = 1  # named barrier of the consumer threads (0 is the whole CTA's)
 # registers per thread (producer, consumer) by consumer warp groups: the producer issues TMA only
 REGISTERS = {1: (56, 256), 2: (24, 240), 3: (32, 160)}
+# a cp.async producer computes a row address per row group (FlashAttention-3 gives it 40 of 2 groups' budget)
+CP_ASYNC_REGISTERS = {1: (56, 256), 2: (40, 232), 3: (32, 160)}
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,19 @@ class AttentionKernelWS(AttentionKernelBase):
         # Q by the consumers through registers (a PackGQA tile's rows are no TMA box; ops run on Q in registers)
         # instead of by a TMA copy
         self.q_by_consumers = self.pack_gqa or bool(params.q_ops)
-        # rows one K/V copy moves: a tile, or a paged cache's block when blocks are smaller than tiles
-        self.box_rows = min(self.kv_cache.block_size, self.tile_n) if self.kv_cache.paged else None
+        # K/V by cp.async from the whole producer warp group (a paged cache's rows located row group by row group),
+        # else by TMA from its warp 0
+        self.kv_cp_async = self.mainloop.kv_cp_async
+        self.producer_warps = WARPGROUP // 32 if self.kv_cp_async else 1
+        # rows one K/V TMA copy moves: a tile, or a paged cache's block when blocks are smaller than tiles
+        self.box_rows = None
+        if self.kv_cache.paged and not self.kv_cp_async:
+            self.box_rows = min(self.kv_cache.block_size, self.tile_n)
         self.stages = self.mainloop.stages
         self.consumer_threads = self.impl.threads
         self.threads = self.consumer_threads + WARPGROUP
-        self.producer_regs, self.consumer_regs = REGISTERS[self.impl.consumer_wgs]
+        self.producer_regs, self.consumer_regs = (CP_ASYNC_REGISTERS if self.kv_cp_async
+                                                  else REGISTERS)[self.impl.consumer_wgs]
         self.persistent = self.mainloop.persistent
         # one TMA store of O where rows past the tile's sequence are past the tensor's end (not varlen) and O is
         # the output (not split-K's fp32 partials)
@@ -97,7 +107,13 @@ class AttentionKernelWS(AttentionKernelBase):
             return reason
         if self.persistent and self.varlen:
             return "persistent CTAs are not built for varlen batches yet"
-        if self.kv_cache.paged:
+        if self.kv_cp_async and not self.kv_cache.paged:
+            return "the cp.async K/V producer reads paged caches (TMA moves contiguous K/V)"
+        if self.kv_cp_async and self.persistent:
+            return "persistent CTAs are not built with the cp.async K/V producer"
+        if self.kv_cp_async and self.cp_async_tiles().why_not() is not None:
+            return self.cp_async_tiles().why_not()
+        if self.box_rows is not None:
             bs = self.kv_cache.block_size
             if bs % self.tile_n and self.tile_n % bs:
                 return f"paged blocks of {bs} rows and KV tiles of {self.tile_n} rows: neither divides the other"
@@ -117,8 +133,10 @@ class AttentionKernelWS(AttentionKernelBase):
         tma_q = TmaOperand(None, None)
         if cutlass.const_expr(not self.q_by_consumers):
             tma_q = TmaTiles.make(mQ, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
-        tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
-        tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
+        tma_k = tma_v = TmaOperand(None, None)
+        if cutlass.const_expr(not self.kv_cp_async):
+            tma_k = TmaTiles.make(mK, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
+            tma_v = TmaTiles.make(args.mV, impl.kv_layout(self.stages), self.tile_n, self.head_dim, self.box_rows)
         tma_o = TmaOperand(None, None)
         if cutlass.const_expr(self.tma_o):
             tma_o = TmaTiles.make_store(args.mO, impl.smem_layout(self.tile_m, 1), self.tile_m, self.head_dim)
@@ -155,12 +173,8 @@ class AttentionKernelWS(AttentionKernelBase):
         pipe_q = pipeline.PipelineTmaAsync.create(
             barrier_storage=mbar, num_stages=1, producer_group=tma_thread, consumer_group=consumer_warps,
             tx_count=TmaTiles.bytes(self.dtype, self.tile_m, self.head_dim), defer_sync=True)
-        pipe_k = pipeline.PipelineTmaAsync.create(
-            barrier_storage=mbar + 2, num_stages=self.stages, producer_group=tma_thread,
-            consumer_group=consumer_warps, tx_count=tile_bytes, defer_sync=True)
-        pipe_v = pipeline.PipelineTmaAsync.create(
-            barrier_storage=mbar + 2 + 2 * self.stages, num_stages=self.stages, producer_group=tma_thread,
-            consumer_group=consumer_warps, tx_count=tile_bytes, defer_sync=True)
+        pipe_k = self.kv_pipeline(mbar + 2, tma_thread, consumer_warps, tile_bytes)
+        pipe_v = self.kv_pipeline(mbar + 2 + 2 * self.stages, tma_thread, consumer_warps, tile_bytes)
         cute.arch.mbarrier_init_fence()
         ql, kvl = impl.smem_layout(self.tile_m, 1), impl.kv_layout(self.stages)
         cta = CtaShared(sQ=storage.q.get_tensor(ql.outer, swizzle=ql.inner, dtype=self.dtype),
@@ -177,6 +191,20 @@ class AttentionKernelWS(AttentionKernelBase):
             self.persistent_roles(args, num_q_tiles, num_splits, warp, cta, tma)
         else:
             self.one_unit(args, num_q_tiles, num_splits, warp, cta, tma)
+
+    def kv_pipeline(self, barriers, tma_thread, consumer_warps, tile_bytes):
+        """K's or V's ring of ``stages`` slots: full when the TMA copy's bytes landed, or (cp.async) when each of the
+        producer warp group's threads saw its copies complete; empty when every consumer warp (cp.async: thread)
+        released it."""
+        if cutlass.const_expr(self.kv_cp_async):
+            return pipeline.PipelineCpAsync.create(
+                barrier_storage=barriers, num_stages=self.stages,
+                producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, WARPGROUP),
+                consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.consumer_threads),
+                defer_sync=True)
+        return pipeline.PipelineTmaAsync.create(
+            barrier_storage=barriers, num_stages=self.stages, producer_group=tma_thread,
+            consumer_group=consumer_warps, tx_count=tile_bytes, defer_sync=True)
 
     @cute.jit
     def one_unit(self, args, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
@@ -232,10 +260,10 @@ class AttentionKernelWS(AttentionKernelBase):
 
     @cute.jit
     def roles(self, args, work, num_q_tiles: Int32, num_splits: Int32, warp, cta: CtaShared, tma: tuple):
-        """Warp group 0 produces (its warp 0 issues the copies), the others consume."""
+        """Warp group 0 produces (its warp 0 issues the TMA copies; all four issue cp.async), the others consume."""
         if warp < 4:
             cute.arch.setmaxregister_decrease(self.producer_regs)
-            if warp == 0:
+            if warp < self.producer_warps:
                 self.produce(args, work, cta, tma)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
@@ -271,9 +299,31 @@ class AttentionKernelWS(AttentionKernelBase):
                     part.copy(n, state.index, pipe.producer_get_barrier(state))
             return load
 
-        load_k = kv_loader(op_k, k, cta.sK, cta.pipe_k)
-        load_v = kv_loader(op_v, v, cta.sV, cta.pipe_v)
-        self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v, t0, q_iter)
+        q_leader = True  # the warp that issues Q's TMA copy (its elected thread does)
+        if cutlass.const_expr(self.kv_cp_async):
+            tidx, _, _ = cute.arch.thread_idx()
+            load_k = self.cp_async_loader(args, work, work.mK, cta.sK, tidx)
+            load_v = self.cp_async_loader(args, work, work.mV, cta.sV, tidx)
+            q_leader = cute.arch.make_warp_uniform(cute.arch.warp_idx()) == 0
+        else:
+            load_k = kv_loader(op_k, k, cta.sK, cta.pipe_k)
+            load_v = kv_loader(op_v, v, cta.sV, cta.pipe_v)
+        self.mainloop.produce(work.sched, cta.pipe_q, cta.pipe_k, cta.pipe_v, load_q, load_k, load_v, t0, q_iter,
+                              q_leader)
+
+    def cp_async_loader(self, args, work, m: cute.Tensor, s: cute.Tensor, tidx):
+        """``load(tile, state)`` of K or V by cp.async: this producer thread's share of a paged cache's tile."""
+        mover = self.cp_async_tiles()
+        part = mover.partition(tidx, s)
+        # (num_blocks, block_size, d) of this KV head; (max_blocks,) block ids of this sequence
+        cache, table_row = m[None, None, work.kv_head, None], args.mPageTable[work.batch, None]
+
+        def load(n, state):
+            mover.copy(part, cache, table_row, n, work.seqlen_k, state.index)
+        return load
+
+    def cp_async_tiles(self) -> PagedCpAsyncTiles:
+        return PagedCpAsyncTiles(self.dtype, self.tile_n, self.head_dim, self.kv_cache.block_size, WARPGROUP)
 
     @cute.jit
     def load_paged(self, op: TmaOperand, work, table: cute.Tensor, n, s: cute.Tensor, stage, barrier):
