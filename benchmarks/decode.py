@@ -1,5 +1,5 @@
-"""Decode benchmark: one query token per sequence over a bf16 KV cache, d128; GB/s of K+V read (with ``--sq N``, N
-query tokens per sequence, causal: chunked prefill over a cache, reported in TFLOP/s as well).
+"""Decode benchmark: one query token per sequence over a bf16 KV cache, d128 (``--head-dim``); GB/s of K+V read
+(with ``--sq N``, N query tokens per sequence, causal: chunked prefill over a cache, reported in TFLOP/s as well).
 
 Ours: ``attention_with_kvcache`` over a paged cache (block 16 and 64, randomly permuted block table) and
 over a contiguous cache with lengths. Peers on the same data: torch SDPA (contiguous cache, GQA) and
@@ -61,8 +61,8 @@ def peers(q, k, v, seqlens, paged):
     return fns
 
 
-def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1):
-    d, dtype = 128, torch.bfloat16
+def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1, d=128):
+    dtype = torch.bfloat16
     g = torch.Generator(device="cuda").manual_seed(b * n + h)
     q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype, generator=g)
     k = torch.randn(b, n, hkv, d, device="cuda", dtype=dtype, generator=g)
@@ -90,7 +90,7 @@ def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1):
             fns[f"ours:paged{bs}:{config}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
                 q, kc_, vc_, seqlens, block_table=t_, config=config))(kc, vc, table)
     fns.update(peers(q, k, v, seqlens, paged))
-    row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "sq": sq, "results": {}}
+    row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "sq": sq, "head_dim": d, "results": {}}
     runnable = runnable_only(fns, row["results"])
     kv_bytes = 2 * b * n * hkv * d * 2
     # causal, bottom-right: query i sees n - sq + i + 1 keys
@@ -117,6 +117,7 @@ def main():
     ap.add_argument("--graph", action="store_true", help="also time CUDA-graph replays (GPU time, no host work)")
     ap.add_argument("--config", default=None, help="also time attention_with_kvcache(config=...) on the same data")
     ap.add_argument("--sq", type=int, default=1, help="query tokens per sequence (causal)")
+    ap.add_argument("--head-dim", type=int, default=128)
     args = ap.parse_args()
     env = environment()
     print("env:", env)
@@ -127,12 +128,12 @@ def main():
         for case in args.cases.split(","):
             b, n = map(int, case.split("x"))
             rows.append(run_case(b, n, h, hkv, args.rounds, [c for c in args.compare.split(",") if c], args.graph,
-                                 args.config, args.sq))
+                                 args.config, args.sq, args.head_dim))
     if args.json:
         write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
     names = sorted({n for r in rows for n in r["results"]})
     unit = "GB/s of K+V read (% of copy)" if args.sq == 1 else f"TFLOP/s ({args.sq} query tokens, causal)"
-    print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | {unit}")
+    print(f"\n{env['gpu']} | copy {copy:.0f} GB/s | d{args.head_dim} | {unit}")
     print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{n:>18}" for n in names))
     for r in rows:
         cells = []

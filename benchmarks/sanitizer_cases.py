@@ -118,6 +118,7 @@ CASES = {
     "varlen_sm90": varlen(config="sm90"),
     "decode_paged_sm90_pack_split": decode_paged(config="sm90"),
     "prefill_paged_sm90_bs64": decode_paged(config="sm90", sq=100, bs=64, splits=1),
+    "prefill_paged_default_bs16": decode_paged(sq=100, bs=16, splits=1),
     "prefill_paged_sm90_bs256_split": decode_paged(config="sm90", sq=100, bs=256, splits=3, append=False),
     "decode_paged_sm90_pack_d256": decode_paged(config="sm90", d=256, bs=32),
     "prefill_paged_sm90_d256_bs32_split": decode_paged(config="sm90", sq=100, bs=32, splits=2, d=256),

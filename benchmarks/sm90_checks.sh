@@ -5,6 +5,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cpasync  # the cp.async K/V producer: tests, sanitizer, timings
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh paged    # sm90 over caches: tests, sanitizer, chunked prefill
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
 #                                                                  # O-rescale and CTA-order A/B, then the prefill grid
@@ -137,6 +138,29 @@ cpasync)  # the cp.async producer's builds and GPU tests, its sanitizer cases; t
   timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm90 --compare sm90_m128n128_cpasync --sq 256 \
     --cases 4x8192,16x2048 --heads 32/8 --json "$OUT/chunked_cp.json" > "$OUT/chunked_cp.log" 2>&1
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_cp.log"; rm -f "$OUT/chunked_cp.log"
+  ;;
+paged)  # sm90 over caches (the default for prefill over a paged cache): tests, sanitizer, chunked prefill sm90 / sm80
+  timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
+    --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
+    --mask none causal window --lse yes --append -j 16 > "$OUT/precompile.log" 2>&1
+  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
+  RESERVE_S=${RESERVE_S:-150}  # seconds kept for the timings
+  for d in 64 128 256; do for dt in fp16 bf16; do
+    part "cache_${d}_$dt" tests/test_gpu_kvcache.py -k "cache_config and $dt-$d-sm90"
+  done; done
+  sanitize "$RESERVE_S" prefill_paged_default_bs16 prefill_paged_sm90_bs64 decode_paged_sm90_pack_split \
+    prefill_paged_sm90_d256_bs32_split
+  wait
+  cat "$OUT"/part_cache_*.log > "$OUT/cache.log"; rm -f "$OUT"/part_cache_*.log; mv "$OUT/cache.log" "$OUT/part_cache.log"
+  summarize
+  grep -E "passed|failed" "$OUT/part_cache.log"
+  echo "tests done $(( $(date +%s) - t0 ))s"
+  for d in 128 64 256; do
+    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192 --heads 32/8 \
+      --head-dim $d --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
+    echo "chunked d$d rc=$?"; tail -2 "$OUT/chunked.log"
+  done
+  rm -f "$OUT/chunked.log"
   ;;
 sweep)
   timeout 330 python3 benchmarks/sweep_sm90.py --dims 64,96,128,192,256 --seqlens 2048,8192 --rounds 2 \

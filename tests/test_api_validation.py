@@ -77,9 +77,9 @@ def test_every_config_is_registered_and_finds_its_own_variants():
 
 
 def test_hopper_defaults_to_sm90_for_prefill_only():
-    """On sm_90a a call naming no config takes the sm90 variant for prefill and falls back to sm80 where no sm90
-    variant applies (decode rows); other targets never see sm90; a forced sm90 variant on another target is refused
-    by name."""
+    """On sm_90a a call naming no config takes the sm90 variant for prefill (over a paged cache too, TMA per block)
+    and sm80 for decode rows; other targets never see sm90; a forced sm90 variant on another target is refused by
+    name."""
     from cute_attention import AttnDesc
     from cute_attention.api.checks import resolve_variant
 
@@ -88,7 +88,11 @@ def test_hopper_defaults_to_sm90_for_prefill_only():
         assert resolve_variant(None, prefill, None, "sm_90a").config == "sm90"
         assert resolve_variant(None, prefill, None, "sm_80").config == "sm80"
         assert resolve_variant(None, AttnDesc(d, "bfloat16", 1, 4096, True, False), None, "sm_90a").config == "sm80"
-        assert resolve_variant(None, AttnDesc(d, "bfloat16", 1000, 1000, True, False, 1, 64), None,
+        for block_size in (16, 64, 256):
+            paged = resolve_variant(None, AttnDesc(d, "bfloat16", 1000, 1000, True, False, 1, block_size), None,
+                                    "sm_90a")
+            assert paged.config == "sm90" and not paged.mainloop.kv_cp_async, (d, block_size, paged.name)
+        assert resolve_variant(None, AttnDesc(d, "bfloat16", 64, 4096, True, False, 1, 16), None,
                                "sm_90a").config == "sm80"
     with pytest.raises(ValueError, match="sm_90a only"):
         resolve_variant("sm90_m128n128", AttnDesc(128, "bfloat16", 1000, 1000, False, False), None, "sm_80")

@@ -1,6 +1,6 @@
-"""Warp-specialized TMA mainloop (Hopper): one producer warp issues the bulk tensor copies of Q, K and V, the
-consumer warp groups run the warpgroup MMAs and the softmax (FlashAttention-3's schedule, TurboMind's three-phase
-walk).
+"""Warp-specialized TMA mainloop (Hopper): one producer warp issues the bulk tensor copies of Q, K and V (with
+``kv_cp_async`` the producer warp group's four warps copy a paged cache's K/V by cp.async), the consumer warp groups
+run the warpgroup MMAs and the softmax (FlashAttention-3's schedule, TurboMind's three-phase walk).
 
 K and V have separate rings of ``stages`` slots, each slot an mbarrier pair (full: the copy's bytes landed;
 empty: every consumer warp released it). Walk step ``t`` (tiles from the last one down) uses slot ``t % stages``

@@ -200,15 +200,17 @@ def _contiguous(d: AttnDesc) -> bool:
 # one per block): 128 rows for d <= 128, 64 for d192 / d256 (112 and 80 divide no block size but 16; 128x64 ran
 # 665-758 at d256 in the sweep above).
 # PackGQA (a query tile of one consumer warp group holds every query head of a KV head, Q loaded by the consumers
-# through registers): for GQA calls of at most 64 packed rows (decode) in config sm90; not measured yet against the
-# sm80 decode tiles, which stay the default.
+# through registers): for GQA calls of at most 64 packed rows (decode) in config sm90; the sm80 decode tiles read the
+# cache 0-2% faster in 7 of 9 cases (decode_sm90_vs_sm80_8c2f92a.json) and stay the default for decode.
 SM90_M64N128_PACK = _sm90("sm90_m64n128_pack", 64, 128, (64, 96, 128), pack_gqa=True)
 SM90_M64N64_PACK = _sm90("sm90_m64n64_pack", 64, 64, (192, 256), pack_gqa=True)
 REGISTRY.register(SM90_M64N128_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 REGISTRY.register(SM90_M64N64_PACK, lambda d: d.group > 1 and d.seqlen_q * d.group <= 64)
 # The same tiles with K/V by cp.async from the producer warp group (FlashAttention-3's path for paged blocks smaller
 # than a tile) instead of one TMA copy per block; built over 16-token blocks (the catalogue's build), any paged cache
-# by name.
+# by name. Measured against the TMA tiles (H100, 32/8 heads, d128, decode_sm90_cp_async_88aa676_h100.json,
+# chunked_sm90_cp_async_88aa676_h100.json): decode within 1% (TMA ahead by 0-0.6%), chunked prefill over paged 16 /
+# 64 453 / 453 TFLOP/s against TMA's 525 / 659 (4 x 8k): TMA stays the registry's choice.
 SM90_M64N128_PACK_CP = dataclasses.replace(
     _sm90("sm90_m64n128_pack_cpasync", 64, 128, (64, 128), pack_gqa=True, kv_cp_async=True),
     kv_cache=PagedKVCache(16))
@@ -231,9 +233,11 @@ REGISTRY.register(SM90_M128N64, lambda d: not _contiguous(d))
 
 
 def default_configs(target: str, desc: AttnDesc) -> tuple[str, ...]:
-    """Configs tried in order when a call names none: on sm_90a the Hopper variants first for prefill over contiguous
-    K/V (more than 64 query rows: shorter queries keep the sm80 decode tiles of 16-64 rows; a paged cache keeps sm80
-    until the two are measured side by side), then sm80's."""
-    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64 and desc.block_size == 0:
+    """Configs tried in order when a call names none: on sm_90a the Hopper variants first for prefill, over contiguous
+    K/V or a cache (more than 64 query rows: shorter queries keep the sm80 decode tiles of 16-64 rows, which read a
+    cache 0-2% faster than sm90's PackGQA tiles), then sm80's. Chunked prefill over a paged cache (H100, 256 query
+    rows, 32/8 heads, d128, benchmarks/results/h200/chunked_sm90_cp_async_88aa676_h100.json): sm90 525-659 TFLOP/s
+    against sm80's 285-374."""
+    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64:
         return ("sm90", DEFAULT_CONFIG)
     return (DEFAULT_CONFIG,)

@@ -328,15 +328,19 @@ class AttentionKernelWS(AttentionKernelBase):
     @cute.jit
     def load_paged(self, op: TmaOperand, work, table: cute.Tensor, n, s: cute.Tensor, stage, barrier):
         """KV tile ``n`` of a paged cache into ``s[None, None, stage]``: one box per block it spans (one when a block
-        holds whole tiles). A box wholly past the sequence's keys copies its first box instead (its rows are masked
+        holds whole tiles). Lane j of the producer warp reads box j's block-table entry, all reads in flight at once,
+        and the copies take them by shuffle (a read before each copy put up to 8 round trips in a row before a
+        tile's last copy). A box wholly past the sequence's keys copies its first box instead (its rows are masked
         and, in V, zeroed): the block table has no entry for it."""
-        for j in cutlass.range(self.tile_n // self.box_rows, unroll=1):  # a loop: the producer has 24-56 registers
-            row = n * self.tile_n + j * self.box_rows
-            if row >= work.seqlen_k:
-                row = Int32(0)
-            entry, box = paged_box(row, self.box_rows, self.kv_cache.block_size)
-            TmaTiles.copy_box(op, work.kv_head, table[work.batch, entry], box, s, stage, j, self.box_rows,
-                              self.head_dim, barrier)
+        boxes = self.tile_n // self.box_rows
+        row = n * self.tile_n + cute.arch.lane_idx() * self.box_rows
+        if row >= work.seqlen_k or cute.arch.lane_idx() >= boxes:
+            row = Int32(0)
+        entry, box = paged_box(row, self.box_rows, self.kv_cache.block_size)
+        block = table[work.batch, entry]
+        for j in cutlass.range(boxes, unroll=1):  # a loop: the producer has 24-56 registers
+            TmaTiles.copy_box(op, work.kv_head, cute.arch.shuffle_sync(block, j), cute.arch.shuffle_sync(box, j), s,
+                              stage, j, self.box_rows, self.head_dim, barrier)
 
     @cute.jit
     def zero_v_tail(self, sV: cute.Tensor, n_last, seqlen_k, tidx, slot):
