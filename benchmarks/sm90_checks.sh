@@ -6,6 +6,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cpasync  # the cp.async K/V producer: tests, sanitizer, timings
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh paged    # sm90 over caches: tests, sanitizer, chunked prefill
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh chunked  # chunked prefill over caches: default vs sm80
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
 #                                                                  # O-rescale and CTA-order A/B, then the prefill grid
@@ -159,6 +160,17 @@ paged)  # sm90 over caches (the default for prefill over a paged cache): tests, 
     timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192 --heads 32/8 \
       --head-dim $d --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
     echo "chunked d$d rc=$?"; tail -2 "$OUT/chunked.log"
+  done
+  rm -f "$OUT/chunked.log"
+  ;;
+chunked)  # chunked prefill over caches, the default (sm90 on sm_90 GPUs) against config sm80, after a sanitizer pass
+  sanitize 0 prefill_paged_default_bs16
+  wait
+  summarize
+  for d in 128 64 256; do
+    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192,16x2048 \
+      --heads 32/8 --head-dim $d --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
+    echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
   done
   rm -f "$OUT/chunked.log"
   ;;

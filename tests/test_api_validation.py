@@ -98,6 +98,37 @@ def test_hopper_defaults_to_sm90_for_prefill_only():
         resolve_variant("sm90_m128n128", AttnDesc(128, "bfloat16", 1000, 1000, False, False), None, "sm_80")
 
 
+def test_kvcache_calls_take_the_targets_defaults(monkeypatch):
+    """``attention_with_kvcache`` naming no config: on sm_90a the sm90 tiles (TMA) for more than 64 query rows over a
+    paged or contiguous cache, the sm80 decode tiles for decode rows; sm80 on other targets (no GPU: the plan is
+    stopped before its compile)."""
+    from cute_attention import attention_with_kvcache
+    from cute_attention.api import kvcache
+    from cute_attention.host import launcher
+
+    class Chosen(Exception):
+        pass
+
+    def stop(params, *args, **kwargs):
+        raise Chosen(params.variant)
+
+    monkeypatch.setattr(kvcache, "check_device", lambda *args: None)
+    monkeypatch.setattr(launcher, "split_plan", stop)
+    for target in ("sm_90a", "sm_80"):
+        monkeypatch.setattr(launcher, "target", lambda target=target: target)
+        for paged in (True, False):
+            for sq, want in ((256, "sm90" if target == "sm_90a" else "sm80"), (1, "sm80")):
+                q = torch.zeros(2, sq, 8, 128, dtype=torch.bfloat16)
+                shape = (8, 64, 2, 128) if paged else (2, 300, 2, 128)
+                kc, vc = torch.zeros(shape, dtype=torch.bfloat16), torch.zeros(shape, dtype=torch.bfloat16)
+                table = torch.zeros(2, 4, dtype=torch.int32) if paged else None
+                with pytest.raises(Chosen) as got:
+                    attention_with_kvcache(q, kc, vc, torch.tensor([100, 200], dtype=torch.int32), block_table=table,
+                                           causal=True)
+                variant = got.value.args[0]
+                assert variant.config == want and variant.kv_cache.paged == paged, (target, paged, sq, variant.name)
+
+
 def test_decode_choice_follows_group_rows_and_block_size():
     """Every (block size, group, query tokens) decode case: packed 16-row tile when the group's rows fit, reading
     the block table ahead for blocks of 64 tokens and more; the 64-row packed tile up to 64 rows; else unpacked."""

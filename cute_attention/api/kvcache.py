@@ -32,7 +32,7 @@ from cute_attention.api.checks import (
 )
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host import launcher
-from cute_attention.host.registry import DEFAULT_CONFIG, AttnDesc
+from cute_attention.host.registry import AttnDesc
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
 from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant, with_kv_cache
@@ -176,8 +176,8 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
                     block_size)
-    if config is None and variant is None:
-        config = DEFAULT_CONFIG  # measured faster for decode; sm90 over a cache is chosen by name
+    # no config named: the target's defaults (:func:`~cute_attention.host.registry.default_configs`: on sm_90a sm90
+    # for more than 64 query rows, the sm80 decode tiles below)
     base = resolve_variant(variant, desc, config, launcher.target(), over_cache=True)
     variant = with_kv_cache(base, cache)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
