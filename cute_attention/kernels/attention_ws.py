@@ -8,8 +8,9 @@ It is a second kernel body beside :class:`~cute_attention.kernels.attention.Atte
 masks, the online softmax and the epilogue. What it brings: roles with their register budgets (``setmaxnreg``), the
 shared-memory struct with the mbarrier arrays of the Q, K and V pipelines, and the TMA atoms made at launch.
 
-Roles: warp group 0 is the producer (its warp 0 issues every copy, the other three idle with few registers),
-warp groups 1.. are the consumers, 64 query rows each. The epilogue runs on the consumers only (named barrier 1).
+Roles: warp group 0 is the producer (its warp 0 issues every TMA copy, the other three idle with few registers; with
+the mainloop's ``kv_cp_async`` all four copy a paged cache's K/V by cp.async), warp groups 1.. are the consumers, 64
+query rows each. The epilogue runs on the consumers only (named barrier 1).
 For PackGQA tiles and prologue ops the consumers load Q themselves, through registers. Over a KV cache the K/V copies
 come from its blocks (:meth:`AttentionKernelWS.load_paged`) and V's rows past a sequence's length are zeroed before
 use. With the mainloop's ``persistent`` knob a CTA per SM walks work units instead of one (``persistent_roles``).
@@ -111,8 +112,8 @@ class AttentionKernelWS(AttentionKernelBase):
             return "the cp.async K/V producer reads paged caches (TMA moves contiguous K/V)"
         if self.kv_cp_async and self.persistent:
             return "persistent CTAs are not built with the cp.async K/V producer"
-        if self.kv_cp_async and self.cp_async_tiles().why_not() is not None:
-            return self.cp_async_tiles().why_not()
+        if self.kv_cp_async and (reason := self.cp_async_tiles().why_not()) is not None:
+            return reason
         if self.box_rows is not None:
             bs = self.kv_cache.block_size
             if bs % self.tile_n and self.tile_n % bs:
