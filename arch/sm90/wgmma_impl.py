@@ -13,6 +13,7 @@ while P·V of tile n is in flight.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import warpgroup
 from cutlass.tensor_utils import LayoutEnum
 
-from cute_attention.core.masks import apply_mask
+from cute_attention.core.masks import apply_mask, pair_columns_below
 from cute_attention.core.softmax import OnlineSoftmax
 
 WARPGROUP = 128  # threads of one warp group
@@ -235,8 +236,10 @@ class WgmmaImpl:
     @cute.jit
     def mask_scores(self, st: WgmmaState, acc_S: cute.Tensor, q_start: Int32, n_tile: Int32, seqlen_q: Int32,
                     seqlen_k: Int32, window_left: Int32, window_right: Int32, mask: cutlass.Constexpr, group=1):
+        # a thread's columns of a row: pairs every 8 (the accumulator layout), hidden by 32-bit masks
         apply_mask(self.rows_cols_view(acc_S), st.tScS_mn, st.t0ScS_mn, q_start, n_tile * self.tile_n, seqlen_q,
-                   seqlen_k, window_left, window_right, mask, group, by_select=True)
+                   seqlen_k, window_left, window_right, mask, group, by_select=True,
+                   count_below=functools.partial(pair_columns_below, pairs=self.tile_n // 8))
 
     @cute.jit
     def convert_p(self, acc_S: cute.Tensor, tOrP: cute.Tensor):
