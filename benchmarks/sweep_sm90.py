@@ -41,7 +41,7 @@ GRID = {
     192: ["128x112", "128x96", "128x80", "128x64", "128x112-noorder", "128x112-tmao"],
     256: ["128x80", "128x64", "128x80-noorder", "128x64s3", "128x48s3", "128x80-tmao", "128x80-pers-tmao"],
 }
-CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate|-nolpt|-nosoftmax)*)$")
+CONFIG = re.compile(r"^(\d+)x(\d+)(?:s(\d+))?((?:-noorder|-noovl|-tmao|-pers|-olate|-nolpt|-nosoftmax|-nobits)*)$")
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,11 @@ class WithoutSoftmax(Sm90WarpSpecialized):
 
 
 def make(text: str, d: int) -> Variant:
-    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate][-nolpt][-nosoftmax]``: tile M×N, S-deep K and V rings
-    (default 2), without warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored by
-    one TMA copy, persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ, causal tiles heavy-first
-    within each head only (not across L2-sized groups of heads), without the softmax (:class:`WithoutSoftmax`)."""
+    """``MxN[sS][-noorder][-noovl][-tmao][-pers][-olate][-nolpt][-nosoftmax][-nobits]``: tile M×N, S-deep K and V
+    rings (default 2), without warp-group turns, without the softmax / P·V overlap inside a warp group, with O stored
+    by one TMA copy, persistent CTAs, O rescaled after P·V landed instead of under Q·Kᵀ, causal tiles heavy-first
+    within each head only (not across L2-sized groups of heads), without the softmax (:class:`WithoutSoftmax`),
+    masks by a compare per score instead of 32-bit masks."""
     m = CONFIG.match(text)
     if m is None:
         raise ValueError(f"bad config {text!r}")
@@ -73,8 +74,8 @@ def make(text: str, d: int) -> Variant:
     mainloop = strategy(stages, intra_wg_overlap="-noovl" not in flags, wg_order="-noorder" not in flags,
                         tma_o_store="-tmao" in flags, persistent="-pers" in flags,
                         rescale_o_early="-olate" not in flags)
-    return Variant(f"sm90_{text}", Wgmma(tm, tn), mainloop, config="sm90", head_dims=(d,),
-                   cta_map=AttentionCtaMap(lane_groups="-nolpt" not in flags))
+    return Variant(f"sm90_{text}", Wgmma(tm, tn, mask_bits="-nobits" not in flags), mainloop, config="sm90",
+                   head_dims=(d,), cta_map=AttentionCtaMap(lane_groups="-nolpt" not in flags))
 
 
 def compile_all(variants: dict, jobs: int) -> dict:

@@ -1,5 +1,6 @@
 """CPU: the timing instruments the benchmark figures rely on build as they say. ``sweep_sm90.py -nosoftmax`` (the
-softmax-less ceiling in docs/benchmarks.md) must leave out every exponential and keep the kernel's MMAs."""
+softmax-less ceiling in docs/benchmarks.md) must leave out every exponential and keep the kernel's MMAs; ``-nobits``
+must mask by compares."""
 
 import os
 import re
@@ -37,3 +38,11 @@ def test_sweep_configs_parse_and_reject():
     assert not v.mainloop.wg_order and not v.mainloop.rescale_o_early
     with pytest.raises(ValueError, match="bad config"):
         sweep_sm90.make("128x80-fast", 256)
+
+
+def test_nobits_masks_by_compares():
+    """``-nobits`` (the A/B of the mask form): the masked steps compare every score (no R2P); the default tests bits."""
+    bits, compares = _sass("192x128", 64, True), _sass("192x128-nobits", 64, True)
+    assert len(re.findall(r"\bR2P\b", bits)) >= 8 and not re.search(r"\bR2P\b", compares)
+    assert len(re.findall(r"\bISETP", compares)) > 2 * len(re.findall(r"\bISETP", bits))
+    assert not sweep_sm90.make("128x128-nobits", 128).impl.mask_bits

@@ -38,6 +38,8 @@ class Wgmma:
     tile_m: int = 128
     tile_n: int = 128
     family: str = "wgmma"
+    # hidden scores by 32-bit masks per row (R2P) rather than a compare per score
+    mask_bits: bool = True
 
     def __post_init__(self):
         if self.tile_m % WGMMA_M or not 1 <= self.tile_m // WGMMA_M <= 3:
@@ -65,7 +67,8 @@ class Wgmma:
         return WgmmaImpl(dtype, head_dim, self)
 
     def describe(self) -> str:
-        return f"wgmma {self.tile_m}x{self.tile_n}, {self.consumer_wgs} consumer warp groups, P in registers"
+        return (f"wgmma {self.tile_m}x{self.tile_n}, {self.consumer_wgs} consumer warp groups, P in registers"
+                + ("" if self.mask_bits else ", a compare per masked score"))
 
 
 @dataclass
@@ -236,10 +239,10 @@ class WgmmaImpl:
     @cute.jit
     def mask_scores(self, st: WgmmaState, acc_S: cute.Tensor, q_start: Int32, n_tile: Int32, seqlen_q: Int32,
                     seqlen_k: Int32, window_left: Int32, window_right: Int32, mask: cutlass.Constexpr, group=1):
-        # a thread's columns of a row: pairs every 8 (the accumulator layout), hidden by 32-bit masks
+        # a thread's columns of a row: pairs every 8 (the accumulator layout)
+        count_below = functools.partial(pair_columns_below, pairs=self.tile_n // 8) if self.recipe.mask_bits else None
         apply_mask(self.rows_cols_view(acc_S), st.tScS_mn, st.t0ScS_mn, q_start, n_tile * self.tile_n, seqlen_q,
-                   seqlen_k, window_left, window_right, mask, group, by_select=True,
-                   count_below=functools.partial(pair_columns_below, pairs=self.tile_n // 8))
+                   seqlen_k, window_left, window_right, mask, group, by_select=True, count_below=count_below)
 
     @cute.jit
     def convert_p(self, acc_S: cute.Tensor, tOrP: cute.Tensor):
