@@ -111,18 +111,9 @@ def test_cache_config_matches_reference_and_ignores_unheld_rows(config, d, dtype
         seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
         for sq in (1, 150):
             q = rand(len(lengths), sq, nheads, d, dtype=dtype)
-            for splits in (1, 0):
-                for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (False, (50, 0))]:
-                    out = torch.full_like(q, float("nan"))
-                    got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
-                                                      window_size=window, num_splits=splits, return_lse=True,
-                                                      out=out, config=config)
-                    ctx = f"{config} bs={block_size} sq={sq} splits={splits} causal={causal} w={window}"
-                    assert got.data_ptr() == out.data_ptr() and not torch.isnan(got).any(), ctx
-                    try:
-                        check_rows(got, lse, q, ks, vs, causal, window)
-                    except AssertionError as e:
-                        raise AssertionError(f"{ctx}: {e}") from None
+            check_splits_and_masks(q, (k_cache, v_cache, table, seqlens, ks, vs),
+                                          f"{config} bs={block_size} sq={sq}", splits=(1, 0), masks=CACHE_MASKS,
+                                          config=config)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -198,20 +189,25 @@ def paged_decode_case(block_size, nheads_kv, d, dtype):
     return k_cache, v_cache, table, seqlens, ks, vs
 
 
-def check_decode_splits_and_masks(q, case, ctx, variant=None):
-    """Split counts 1, 4 and the heuristic x causal / full / causal window, NaN-poisoned out, vs the reference."""
+DECODE_MASKS = [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]
+CACHE_MASKS = [(True, (-1, -1)), (False, (-1, -1)), (False, (50, 0))]
+
+
+def check_splits_and_masks(q, case, ctx, splits=(1, 4, 0), masks=DECODE_MASKS, **choice):
+    """Each split count x mask (``(causal, window_size)``), NaN-poisoned out, vs the reference; ``case``: (k_cache,
+    v_cache, table, seqlens, ks, vs); ``choice``: the call's ``variant`` / ``config``."""
     k_cache, v_cache, table, seqlens, ks, vs = case
-    for splits in (1, 4, 0):
-        for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (True, (40, 0))]:
+    for n in splits:
+        for causal, window in masks:
             out = torch.full_like(q, float("nan"))
             got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
-                                              window_size=window, num_splits=splits, return_lse=True, out=out,
-                                              variant=variant)
-            assert got.data_ptr() == out.data_ptr() and not torch.isnan(got).any()
+                                              window_size=window, num_splits=n, return_lse=True, out=out, **choice)
+            where = f"{ctx} splits={n} causal={causal} w={window}"
+            assert got.data_ptr() == out.data_ptr() and not torch.isnan(got).any(), where
             try:
                 check_rows(got, lse, q, ks, vs, causal, window)
             except AssertionError as e:
-                raise AssertionError(f"{ctx} splits={splits} causal={causal} w={window}: {e}") from None
+                raise AssertionError(f"{where}: {e}") from None
 
 
 @pytest.mark.parametrize("group", [1, 2, 4, 8, 16], ids=lambda g: f"gqa{g}")
@@ -239,7 +235,7 @@ def test_decode_head_groups(group, block_size, monkeypatch):
                     else "sm80_m16n64_w1x4_s3")
         q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
         chosen.clear()
-        check_decode_splits_and_masks(q, case, f"{expected} sq={sq} group={group}")
+        check_splits_and_masks(q, case, f"{expected} sq={sq} group={group}")
         assert {v.name for v in chosen} == {expected}, (sq, group, {v.name for v in chosen})
 
 
@@ -316,7 +312,7 @@ def test_simt_decode_variant(group):
         case = paged_decode_case(block_size, nheads_kv, d, dtype)
         for sq in (1, 8 // group // 2, 8 // group):
             q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
-            check_decode_splits_and_masks(q, case, f"bs={block_size} sq={sq}", variant="simt_m8n64_w1x4_s3_pack")
+            check_splits_and_masks(q, case, f"bs={block_size} sq={sq}", variant="simt_m8n64_w1x4_s3_pack")
 
 
 @pytest.mark.parametrize("block_size", PAGED_BLOCK_SIZES, ids=lambda b: f"bs{b}")
@@ -328,7 +324,7 @@ def test_locate_ahead_decode_variant(block_size):
     case = paged_decode_case(block_size, nheads_kv, d, dtype)
     for group, sq in ((1, 1), (4, 1), (4, 4)):
         q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
-        check_decode_splits_and_masks(q, case, f"bs={block_size} group={group} sq={sq}",
+        check_splits_and_masks(q, case, f"bs={block_size} group={group} sq={sq}",
                                       variant="sm80_m16n64_w1x4_s5_pack_la")
 
 

@@ -6,9 +6,8 @@ the heuristic, causal / full / window, both dtypes, d64 and d128 (skipped withou
 import pytest
 import torch
 from test_gpu_attention import rand, skip_unless_runnable
-from test_gpu_kvcache import check_rows, gather, make_paged, poison_unheld_rows
+from test_gpu_kvcache import CACHE_MASKS, check_splits_and_masks, gather, make_paged, poison_unheld_rows
 
-from cute_attention import attention_with_kvcache
 from cute_attention.kv import PAGED_BLOCK_SIZES
 
 pytestmark = pytest.mark.gpu
@@ -35,15 +34,6 @@ def test_cp_async_producer_matches_reference(name, d, dtype):
         seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
         for sq in sqs:
             q = rand(len(lengths), sq, nheads, d, dtype=dtype)
-            for splits in (1, 3, 0):
-                for causal, window in [(True, (-1, -1)), (False, (-1, -1)), (False, (50, 0))]:
-                    out = torch.full_like(q, float("nan"))
-                    got, lse = attention_with_kvcache(q, k_cache, v_cache, seqlens, block_table=table, causal=causal,
-                                                      window_size=window, num_splits=splits, return_lse=True,
-                                                      out=out, variant=name)
-                    ctx = f"{name} bs={block_size} sq={sq} splits={splits} causal={causal} w={window}"
-                    assert got.data_ptr() == out.data_ptr() and not torch.isnan(got).any(), ctx
-                    try:
-                        check_rows(got, lse, q, ks, vs, causal, window)
-                    except AssertionError as e:
-                        raise AssertionError(f"{ctx}: {e}") from None
+            check_splits_and_masks(q, (k_cache, v_cache, table, seqlens, ks, vs),
+                                          f"{name} bs={block_size} sq={sq}", splits=(1, 3, 0), masks=CACHE_MASKS,
+                                          variant=name)
