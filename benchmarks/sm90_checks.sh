@@ -7,6 +7,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cpasync  # the cp.async K/V producer: tests, sanitizer, timings
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh paged    # sm90 over caches: tests, sanitizer, chunked prefill
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh chunked  # chunked prefill over caches: default vs sm80
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh recheck  # cache tests, 8-box paged sanitizer, chunked prefill
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
 #                                                                  # O-rescale and CTA-order A/B, then the prefill grid
@@ -170,6 +171,26 @@ chunked)  # chunked prefill over caches, the default (sm90 on sm_90 GPUs) agains
   for d in 128 64 256; do
     timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192,16x2048 \
       --heads 32/8 --head-dim $d --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
+    echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
+  done
+  rm -f "$OUT/chunked.log"
+  ;;
+recheck)  # after a change to the GPU tests' helpers: the cache tests (sm90 configs, the other cache checks), the 8-box
+  # paged TMA sanitizer case, then chunked prefill over caches, the default against config sm80 (CHUNKED_DIMS)
+  timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
+    --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
+    --mask none causal window --lse yes --append -j 16 > "$OUT/precompile.log" 2>&1
+  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
+  RESERVE_S=${RESERVE_S:-240}  # seconds kept for the timings
+  part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
+  part cache_rest tests/test_gpu_kvcache.py -k "not cache_config"
+  sanitize "$RESERVE_S" prefill_paged_default_bs16
+  wait
+  summarize
+  echo "tests done $(( $(date +%s) - t0 ))s"
+  for d in ${CHUNKED_DIMS:-128 64 256}; do
+    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192,16x2048 \
+      --heads 32/8 --head-dim "$d" --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
     echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
   done
   rm -f "$OUT/chunked.log"
