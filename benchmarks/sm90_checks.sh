@@ -8,6 +8,7 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh paged    # sm90 over caches: tests, sanitizer, chunked prefill
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh chunked  # chunked prefill over caches: default vs sm80
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh recheck  # cache tests, 8-box paged sanitizer, chunked prefill
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh grid     # [A/B of sweep flags], the prefill grid
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
 #                                                                  # O-rescale and CTA-order A/B, then the prefill grid
@@ -194,6 +195,19 @@ recheck)  # after a change to the GPU tests' helpers: the cache tests (sm90 conf
     echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
   done
   rm -f "$OUT/chunked.log"
+  ;;
+grid)  # A/B timings of sweep flags when AB_TILES is set ("d:tile ...", AB_FLAGS, AB_ROUNDS), then the prefill grid
+  for d in ${AB_TILES:-}; do
+    configs="${d#*:}"
+    for flag in ${AB_FLAGS:--nobits}; do configs="$configs,${d#*:}$flag"; done
+    timeout "${AB_S:-100}" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens "${AB_SEQLENS:-2048,8192}" \
+      --rounds "${AB_ROUNDS:-2}" --configs "$configs" >> "$OUT/ab.log" 2>&1
+  done
+  [ -f "$OUT/ab.log" ] && grep -E "^d[0-9]+ s" "$OUT/ab.log" && echo "A/B done $(( $(date +%s) - t0 ))s"
+  timeout "$(( $(left) - 5 ))" python3 benchmarks/prefill.py --dims "${GRID_DIMS:-64,128,256}" --rounds "${GRID_ROUNDS:-3}" \
+    --seqlens "${GRID_SEQLENS:-512,1024,2048,4096,8192,16384}" --dtype "${GRID_DTYPE:-bfloat16}" \
+    --json "$OUT/prefill.json" > "$OUT/prefill.log" 2>&1
+  echo "prefill rc=$?"; grep -E "^ +[0-9]+ +[0-9]+ +(True|False)" "$OUT/prefill.log"
   ;;
 sweep)
   timeout 330 python3 benchmarks/sweep_sm90.py --dims 64,96,128,192,256 --seqlens 2048,8192 --rounds 2 \
