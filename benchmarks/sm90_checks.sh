@@ -43,11 +43,22 @@ summarize() {  # after wait: the sanitizer logs as one file (few files come back
   done
   echo "sanitizer: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/part_sanitizer.log" | tr '\n' ' ')"
 }
+precompile_paged() {  # the sm90 builds over paged 16 / 64 / 256 and a contiguous cache that the cache tests use
+  timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
+    --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
+    --mask none causal window --lse yes --append -j "${PRECOMPILE_J:-16}" > "$OUT/precompile_paged.log" 2>&1
+  echo "precompile (paged) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_paged.log")"
+  rm -f "$OUT/precompile_paged.log"
+}
 case "${1:-check}" in
 check)
+  precompile_paged &
   timeout 150 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
     --lse both --varlen -j 16 > "$OUT/precompile.log" 2>&1
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"
+  wait
+  part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
+  part cache_rest tests/test_gpu_kvcache.py -k "not cache_config"
   part matrix tests/test_gpu_attention.py -k "matrix and sm90"
   part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
@@ -58,7 +69,7 @@ check)
   ( timeout "$(left)" python3 benchmarks/mask_quick_check.py > "$OUT/part_masks.log" 2>&1; rc=$?; \
     echo "$(grep -c '^ok' "$OUT/part_masks.log") passed, $(grep -c '^FAIL' "$OUT/part_masks.log") failed, rc=$rc" >> "$OUT/part_masks.log" ) &
   # shellcheck disable=SC2086
-  sanitize 0 $SM90_CASES prefill_sm80_window_split prefill_simt
+  sanitize 0 $SM90_CASES prefill_paged_default_bs16 prefill_sm80_window_split prefill_simt
   wait
   summarize
   ;;
@@ -178,10 +189,7 @@ chunked)  # chunked prefill over caches, the default (sm90 on sm_90 GPUs) agains
   ;;
 recheck)  # after a change to the GPU tests' helpers: the cache tests (sm90 configs, the other cache checks), the 8-box
   # paged TMA sanitizer case, then chunked prefill over caches, the default against config sm80 (CHUNKED_DIMS)
-  timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
-    --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
-    --mask none causal window --lse yes --append -j 16 > "$OUT/precompile.log" 2>&1
-  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
+  precompile_paged
   RESERVE_S=${RESERVE_S:-240}  # seconds kept for the timings
   part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
   part cache_rest tests/test_gpu_kvcache.py -k "not cache_config"
