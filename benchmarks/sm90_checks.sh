@@ -36,12 +36,14 @@ sanitize() {  # seconds kept back, case names...: memcheck, racecheck and syncch
       echo "$tool rc=$?" >> "$OUT/sanitizer_$tool.log" ) &
   done
 }
-summarize() {  # after wait: the sanitizer logs as one file (few files come back), a line per part
+summarize() {  # after wait: a line per part, then every log merged into parts.log (at most 8 files come back)
   cat "$OUT"/sanitizer_*.log > "$OUT/part_sanitizer.log" 2>/dev/null; rm -f "$OUT"/sanitizer_*.log
   for f in "$OUT"/part_*.log; do
     [ "$f" = "$OUT/part_sanitizer.log" ] || echo "$(basename "$f"): $(grep -E "passed|failed|error" "$f" | tail -1)"
   done
   echo "sanitizer: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/part_sanitizer.log" | tr '\n' ' ')"
+  for f in "$OUT"/part_*.log; do echo "=== $(basename "$f" .log)"; cat "$f"; done >> "$OUT/parts.log"
+  rm -f "$OUT"/part_*.log
 }
 precompile_paged() {  # the sm90 builds over paged 16 / 64 / 256 and a contiguous cache that the cache tests use
   timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
@@ -50,12 +52,11 @@ precompile_paged() {  # the sm90 builds over paged 16 / 64 / 256 and a contiguou
   echo "precompile (paged) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_paged.log")"
   rm -f "$OUT/precompile_paged.log"
 }
-case "${1:-check}" in
-check)
+sm90_tests() {  # sanitizer case names...: precompile, the sm90 GPU tests and the mask check, the sanitizer beside them
   precompile_paged &
   timeout 150 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
     --lse both --varlen -j 16 > "$OUT/precompile.log" 2>&1
-  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"
+  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
   wait
   part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
   part cache_rest tests/test_gpu_kvcache.py -k "not cache_config"
@@ -68,10 +69,14 @@ check)
   part cp_async tests/test_gpu_sm90_cp_async.py
   ( timeout "$(left)" python3 benchmarks/mask_quick_check.py > "$OUT/part_masks.log" 2>&1; rc=$?; \
     echo "$(grep -c '^ok' "$OUT/part_masks.log") passed, $(grep -c '^FAIL' "$OUT/part_masks.log") failed, rc=$rc" >> "$OUT/part_masks.log" ) &
-  # shellcheck disable=SC2086
-  sanitize 0 $SM90_CASES prefill_paged_default_bs16 prefill_sm80_window_split prefill_simt
+  sanitize 0 "$@"
   wait
   summarize
+}
+case "${1:-check}" in
+check)
+  # shellcheck disable=SC2086
+  sm90_tests $SM90_CASES prefill_paged_default_bs16 prefill_sm80_window_split prefill_simt
   ;;
 cache)  # the KV-cache configs' GPU test (one process per case: each compiles its own builds, ~200 s), then the benches
   for cfg in sm80 sm90; do for d in 64 128 256; do for dt in fp16 bf16; do
@@ -103,13 +108,8 @@ abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests
   done
   grep -E "^d[0-9]+ s" "$OUT/ab.log"
   echo "A/B done $(( $(date +%s) - t0 ))s"
-  part matrix tests/test_gpu_attention.py -k "matrix and sm90"
-  part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
-  part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
-  part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
-  sanitize 0 prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups
-  wait
-  summarize
+  # shellcheck disable=SC2086
+  sm90_tests ${AB_SANITIZE:-prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups}
   ;;
 quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside them; then timings
   RESERVE_S=${RESERVE_S:-300}  # seconds kept for the timings
@@ -165,9 +165,7 @@ paged)  # sm90 over caches (the default for prefill over a paged cache): tests, 
   sanitize "$RESERVE_S" prefill_paged_default_bs16 prefill_paged_sm90_bs64 decode_paged_sm90_pack_split \
     prefill_paged_sm90_d256_bs32_split
   wait
-  cat "$OUT"/part_cache_*.log > "$OUT/cache.log"; rm -f "$OUT"/part_cache_*.log; mv "$OUT/cache.log" "$OUT/part_cache.log"
   summarize
-  grep -E "passed|failed" "$OUT/part_cache.log"
   echo "tests done $(( $(date +%s) - t0 ))s"
   for d in 128 64 256; do
     timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192 --heads 32/8 \
