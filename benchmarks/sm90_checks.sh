@@ -45,6 +45,19 @@ summarize() {  # after wait: a line per part, then every log merged into parts.l
   for f in "$OUT"/part_*.log; do echo "=== $(basename "$f" .log)"; cat "$f"; done >> "$OUT/parts.log"
   rm -f "$OUT"/part_*.log
 }
+ab_timings() {  # "d:tile[:flag,flag] ..." default flags: each tile against itself with each sweep flag (AB_ROUNDS)
+  local entry d tile flags configs
+  for entry in $1; do
+    IFS=: read -r d tile flags <<< "$entry"
+    flags=${flags:-$2}
+    configs="$tile"
+    for flag in ${flags//,/ }; do configs="$configs,$tile$flag"; done
+    timeout "${AB_S:-100}" python3 benchmarks/sweep_sm90.py --dims "$d" --seqlens "${AB_SEQLENS:-2048,8192}" \
+      --rounds "${AB_ROUNDS:-2}" --configs "$configs" >> "$OUT/ab.log" 2>&1
+  done
+  grep -E "^d[0-9]+ s" "$OUT/ab.log"
+  echo "A/B done $(( $(date +%s) - t0 ))s"
+}
 precompile_paged() {  # the sm90 builds over paged 16 / 64 / 256 and a contiguous cache that the cache tests use
   timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
     --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
@@ -100,14 +113,7 @@ bench)
   ;;
 abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests and the sanitizer until the budget ends
   # AB_TILES "d:tile ...", AB_FLAGS the sweep flags timed against each tile ("-noorder -olate"), AB_ROUNDS
-  for d in ${AB_TILES:-256:128x80 128:128x128}; do
-    configs="${d#*:}"
-    for flag in ${AB_FLAGS:--olate -nolpt}; do configs="$configs,${d#*:}$flag"; done
-    timeout "${AB_S:-60}" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens "${AB_SEQLENS:-2048,8192}" \
-      --rounds "${AB_ROUNDS:-2}" --configs "$configs" >> "$OUT/ab.log" 2>&1
-  done
-  grep -E "^d[0-9]+ s" "$OUT/ab.log"
-  echo "A/B done $(( $(date +%s) - t0 ))s"
+  ab_timings "${AB_TILES:-256:128x80 128:128x128}" "${AB_FLAGS:--olate -nolpt}"
   # shellcheck disable=SC2086
   sm90_tests ${AB_SANITIZE:-prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups}
   ;;
@@ -203,13 +209,7 @@ recheck)  # after a change to the GPU tests' helpers: the cache tests (sm90 conf
   rm -f "$OUT/chunked.log"
   ;;
 grid)  # A/B timings of sweep flags when AB_TILES is set ("d:tile ...", AB_FLAGS, AB_ROUNDS), then the prefill grid
-  for d in ${AB_TILES:-}; do
-    configs="${d#*:}"
-    for flag in ${AB_FLAGS:--nobits}; do configs="$configs,${d#*:}$flag"; done
-    timeout "${AB_S:-100}" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens "${AB_SEQLENS:-2048,8192}" \
-      --rounds "${AB_ROUNDS:-2}" --configs "$configs" >> "$OUT/ab.log" 2>&1
-  done
-  [ -f "$OUT/ab.log" ] && grep -E "^d[0-9]+ s" "$OUT/ab.log" && echo "A/B done $(( $(date +%s) - t0 ))s"
+  [ -n "${AB_TILES:-}" ] && ab_timings "$AB_TILES" "${AB_FLAGS:--nobits}"
   timeout "$(( $(left) - 5 ))" python3 benchmarks/prefill.py --dims "${GRID_DIMS:-64,128,256}" --rounds "${GRID_ROUNDS:-3}" \
     --seqlens "${GRID_SEQLENS:-512,1024,2048,4096,8192,16384}" --dtype "${GRID_DTYPE:-bfloat16}" \
     --json "$OUT/prefill.json" > "$OUT/prefill.log" 2>&1
