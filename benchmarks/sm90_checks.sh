@@ -7,7 +7,6 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cpasync  # the cp.async K/V producer: tests, sanitizer, timings
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh paged    # sm90 over caches: tests, sanitizer, chunked prefill
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh chunked  # chunked prefill over caches: default vs sm80
-#   source .device/env.sh; bash benchmarks/sm90_checks.sh recheck  # cache tests, 8-box paged sanitizer, chunked prefill
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh grid     # [A/B of sweep flags], the prefill grid
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
@@ -57,6 +56,14 @@ ab_timings() {  # "d:tile[:flag,flag] ..." default flags: each tile against itse
   done
   grep -E "^d[0-9]+ s" "$OUT/ab.log"
   echo "A/B done $(( $(date +%s) - t0 ))s"
+}
+chunked_timings() {  # cases: chunked prefill (256 query rows) over caches, the default against config sm80, per head dim
+  for d in ${CHUNKED_DIMS:-128 64 256}; do
+    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases "$1" --heads 32/8 \
+      --head-dim "$d" --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
+    echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
+  done
+  rm -f "$OUT/chunked.log"
 }
 precompile_paged() {  # the sm90 builds over paged 16 / 64 / 256 and a contiguous cache that the cache tests use
   timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
@@ -160,10 +167,7 @@ cpasync)  # the cp.async producer's builds and GPU tests, its sanitizer cases; t
   echo "chunked prefill rc=$?"; tail -4 "$OUT/chunked_cp.log"; rm -f "$OUT/chunked_cp.log"
   ;;
 paged)  # sm90 over caches (the default for prefill over a paged cache): tests, sanitizer, chunked prefill sm90 / sm80
-  timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
-    --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
-    --mask none causal window --lse yes --append -j 16 > "$OUT/precompile.log" 2>&1
-  echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
+  precompile_paged
   RESERVE_S=${RESERVE_S:-150}  # seconds kept for the timings
   for d in 64 128 256; do for dt in fp16 bf16; do
     part "cache_${d}_$dt" tests/test_gpu_kvcache.py -k "cache_config and $dt-$d-sm90"
@@ -173,40 +177,13 @@ paged)  # sm90 over caches (the default for prefill over a paged cache): tests, 
   wait
   summarize
   echo "tests done $(( $(date +%s) - t0 ))s"
-  for d in 128 64 256; do
-    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192 --heads 32/8 \
-      --head-dim $d --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
-    echo "chunked d$d rc=$?"; tail -2 "$OUT/chunked.log"
-  done
-  rm -f "$OUT/chunked.log"
+  chunked_timings 4x8192
   ;;
 chunked)  # chunked prefill over caches, the default (sm90 on sm_90 GPUs) against config sm80, after a sanitizer pass
   sanitize 0 prefill_paged_default_bs16
   wait
   summarize
-  for d in 128 64 256; do
-    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192,16x2048 \
-      --heads 32/8 --head-dim $d --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
-    echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
-  done
-  rm -f "$OUT/chunked.log"
-  ;;
-recheck)  # after a change to the GPU tests' helpers: the cache tests (sm90 configs, the other cache checks), the 8-box
-  # paged TMA sanitizer case, then chunked prefill over caches, the default against config sm80 (CHUNKED_DIMS)
-  precompile_paged
-  RESERVE_S=${RESERVE_S:-240}  # seconds kept for the timings
-  part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
-  part cache_rest tests/test_gpu_kvcache.py -k "not cache_config"
-  sanitize "$RESERVE_S" prefill_paged_default_bs16
-  wait
-  summarize
-  echo "tests done $(( $(date +%s) - t0 ))s"
-  for d in ${CHUNKED_DIMS:-128 64 256}; do
-    timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --config sm80 --sq 256 --cases 4x8192,16x2048 \
-      --heads 32/8 --head-dim "$d" --json "$OUT/chunked_d$d.json" > "$OUT/chunked.log" 2>&1
-    echo "chunked d$d rc=$?"; tail -3 "$OUT/chunked.log"
-  done
-  rm -f "$OUT/chunked.log"
+  chunked_timings 4x8192,16x2048
   ;;
 grid)  # A/B timings of sweep flags when AB_TILES is set ("d:tile ...", AB_FLAGS, AB_ROUNDS), then the prefill grid
   [ -n "${AB_TILES:-}" ] && ab_timings "$AB_TILES" "${AB_FLAGS:--nobits}"
