@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Hopper generation's GPU work in device calls of under 10 minutes each (16-core H200 machine):
-#   source .device/env.sh; bash benchmarks/sm90_checks.sh check    # precompile, sm90 GPU tests, mask check, sanitizer
+#   source .device/env.sh; bash benchmarks/sm90_checks.sh check    # precompile, sm90 + cache GPU tests, mask check, sanitizer
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh cache    # KV-cache config tests (12 processes), then bench
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh bench    # split-K, KV-cache configs (decode, chunked prefill)
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh sweep    # tile / epilogue sweep
