@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suite in eighteen parallel parts on one GPU machine (the parts compile their kernels side by side on
+# The GPU test suite in nineteen parallel parts on one GPU machine (the parts compile their kernels side by side on
 # its cores; the whole suite took 462 s on the H200 with 16 cores). The parts' logs end up in $OUT/pytest_gpu.log,
 # a summary is printed last.
 #   source .device/env.sh; bash benchmarks/gpu_suite.sh
@@ -26,6 +26,7 @@ run k4 tests/test_gpu_kvcache.py -k "head_groups"
 run v1 tests/test_gpu_varlen.py -k "not sm90 and (d64 or d96 or d128)"
 run v2 tests/test_gpu_varlen.py -k "not sm90 and not (d64 or d96 or d128)"
 run v3 tests/test_gpu_varlen.py -k "sm90"
+run c1 tests/test_gpu_sm90_cp_async.py
 run t1 tests/test_gpu_torch.py
 wait
 for f in "$OUT"/part_*.log; do head -1 "$f"; grep -E "passed|failed|error|Timeout|Error" "$f" | tail -3; done
