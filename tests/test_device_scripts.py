@@ -1,7 +1,9 @@
 """CPU: the GPU machine's scripts run what they say. ``gpu_suite.sh`` (the whole GPU suite) selects every test of
 every ``tests/test_gpu_*.py``; each ``-k`` selection in it and in ``sm90_checks.sh`` selects tests; every
 compute-sanitizer case ``sm90_checks.sh`` names exists. A typo there would otherwise show only as a part that ran
-nothing, on a device call that cannot be repeated cheaply."""
+nothing, on a device call that cannot be repeated cheaply. The scripts are read by pattern: a part started other than
+by ``run`` / ``part`` with literal file names, or a case named outside ``SM90_CASES`` / ``AB_SANITIZE`` /
+``sanitize`` / ``sm90_tests`` lines, is not seen."""
 
 from __future__ import annotations
 
