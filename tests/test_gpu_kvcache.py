@@ -112,8 +112,8 @@ def test_cache_config_matches_reference_and_ignores_unheld_rows(config, d, dtype
         for sq in (1, 150):
             q = rand(len(lengths), sq, nheads, d, dtype=dtype)
             check_splits_and_masks(q, (k_cache, v_cache, table, seqlens, ks, vs),
-                                          f"{config} bs={block_size} sq={sq}", splits=(1, 0), masks=CACHE_MASKS,
-                                          config=config)
+                                   f"{config} bs={block_size} sq={sq}", splits=(1, 0), masks=CACHE_MASKS,
+                                   config=config)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -325,7 +325,7 @@ def test_locate_ahead_decode_variant(block_size):
     for group, sq in ((1, 1), (4, 1), (4, 4)):
         q = rand(len(case[3]), sq, nheads_kv * group, d, dtype=dtype)
         check_splits_and_masks(q, case, f"bs={block_size} group={group} sq={sq}",
-                                      variant="sm80_m16n64_w1x4_s5_pack_la")
+                               variant="sm80_m16n64_w1x4_s5_pack_la")
 
 
 @pytest.mark.parametrize("block_size", [0, 16, 64], ids=["contiguous", "bs16", "bs64"])

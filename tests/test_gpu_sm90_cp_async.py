@@ -35,5 +35,5 @@ def test_cp_async_producer_matches_reference(name, d, dtype):
         for sq in sqs:
             q = rand(len(lengths), sq, nheads, d, dtype=dtype)
             check_splits_and_masks(q, (k_cache, v_cache, table, seqlens, ks, vs),
-                                          f"{name} bs={block_size} sq={sq}", splits=(1, 3, 0), masks=CACHE_MASKS,
-                                          variant=name)
+                                   f"{name} bs={block_size} sq={sq}", splits=(1, 3, 0), masks=CACHE_MASKS,
+                                   variant=name)

@@ -1,7 +1,7 @@
 """CPU: the SASS snapshot tool blanks only kernel symbols, names every build once, and reports differences."""
 
 from cute_attention.host.registry import REGISTRY
-from cute_attention.tools.sass_snapshot import build_id, compare, instructions, snapshot_keys
+from cute_attention.tools.sass_snapshot import build_id, compare, instructions, layout_id, snapshot_keys
 
 
 def test_instructions_blank_symbols_only():
@@ -18,10 +18,9 @@ def test_every_build_once_catalogue_included():
     ids = [build_id(k) for k in keys]
     assert len(ids) == len(set(ids))
     for v in REGISTRY.variants():
-        layout = f"paged{v.kv_cache.block_size}" if v.kv_cache.paged else "linear"  # the variant's own K/V layout
         for d in v.head_dims:
             dt = "bfloat16" if "bfloat16" in v.dtypes else v.dtypes[0]
-            assert f"attn|{v.name}|{layout}|{dt}|{d}|L0R1|lse1|split0|sm_90a" in ids
+            assert f"attn|{v.name}|{layout_id(v.kv_cache)}|{dt}|{d}|L0R1|lse1|split0|sm_90a" in ids
     assert sum(i.startswith("reduce|") for i in ids) == 10 and sum(i.startswith("append|") for i in ids) == 8
 
 

@@ -236,8 +236,8 @@ def default_configs(target: str, desc: AttnDesc) -> tuple[str, ...]:
     """Configs tried in order when a call names none: on sm_90a the Hopper variants first for prefill, over contiguous
     K/V or a cache (more than 64 query rows: shorter queries keep the sm80 decode tiles of 16-64 rows, which read a
     cache 0-2% faster than sm90's PackGQA tiles), then sm80's. Chunked prefill over a paged cache (H100, 256 query
-    rows, 32/8 heads, d128, benchmarks/results/h200/chunked_sm90_cp_async_88aa676_h100.json): sm90 525-659 TFLOP/s
-    against sm80's 285-374."""
+    rows, 32/8 heads, d128, paged 16 / 64, 4 x 8k and 16 x 2k,
+    benchmarks/results/h200/chunked_sm90_cp_async_88aa676_h100.json): sm90 477-659 TFLOP/s against sm80's 285-374."""
     if target in SM90_SASS_TARGETS and desc.seqlen_q > 64:
         return ("sm90", DEFAULT_CONFIG)
     return (DEFAULT_CONFIG,)

@@ -63,16 +63,19 @@ def instructions(sass: str) -> list[str]:
     return [_SYMBOL.sub("SYM", m.group(1)) for line in sass.splitlines() if (m := INSN_TEXT.search(line))]
 
 
+def layout_id(cache) -> str:
+    """A K/V layout's part of a build id: ``paged<block size>``, ``linear_lens`` (with lengths) or ``linear``."""
+    return f"paged{cache.block_size}" if cache.paged else "linear_lens" if cache.seqlens else "linear"
+
+
 def build_id(key: CompileKey) -> str:
     p, t = key.params, key.target
     if isinstance(p, ReduceParams):
         return f"reduce|{p.dtype}|{p.head_dim}|lse{int(p.with_lse)}|{t}"
     if isinstance(p, AppendParams):
         return f"append|{p.dtype}|{p.head_dim}|bs{p.block_size}|{t}"
-    cache = p.variant.kv_cache
-    layout = f"paged{cache.block_size}" if cache.paged else "linear_lens" if cache.seqlens else "linear"
-    return (f"attn|{p.variant.name}|{layout}|{p.dtype}|{p.head_dim}|L{int(p.mask.has_left)}R{int(p.mask.has_right)}"
-            f"|lse{int(p.with_lse)}|split{int(p.split_kv)}|{t}")
+    return (f"attn|{p.variant.name}|{layout_id(p.variant.kv_cache)}|{p.dtype}|{p.head_dim}"
+            f"|L{int(p.mask.has_left)}R{int(p.mask.has_right)}|lse{int(p.with_lse)}|split{int(p.split_kv)}|{t}")
 
 
 def snapshot_keys(target: str) -> list[CompileKey]:
