@@ -148,6 +148,25 @@ def test_decode_choice_follows_group_rows_and_block_size():
                 assert got == want, (block_size, group, sq, got)
 
 
+def test_sm90_d64_query_tile_follows_padding():
+    """sm90 prefill at d64 over contiguous K/V: the 192-row tiles (the late rescale when causal) where they pad at
+    most 15% more query rows than 128-row tiles, else 128x128; over a paged cache always 128x128."""
+    from cute_attention import REGISTRY, AttnDesc
+
+    for sq in range(65, 4100):
+        pad192, pad128 = -(-sq // 192) * 192, -(-sq // 128) * 128
+        for causal in (False, True):
+            for block_size in (0, 64):
+                got = REGISTRY.find(AttnDesc(64, "bfloat16", sq, 8192, causal, False, 4, block_size), "sm90").name
+                if block_size == 0 and pad192 <= 1.15 * pad128:
+                    want = "sm90_m192n128_late" if causal else "sm90_m192n128"
+                else:
+                    want = "sm90_m128n128"
+                assert got == want, (sq, causal, block_size, got)
+    assert REGISTRY.find(AttnDesc(64, "bfloat16", 256, 8192, False, False, 4), "sm90").name == "sm90_m128n128"
+    assert REGISTRY.find(AttnDesc(64, "bfloat16", 512, 512, False, False), "sm90").name == "sm90_m192n128"
+
+
 def test_sm70_config_has_no_bf16():
     from cute_attention import REGISTRY, AttnDesc
 

@@ -179,6 +179,10 @@ REGISTRY.register(SIMT_M128N32)
 # d96: 128x128. In sweep_sm90_7bfa038_h100.json (H100) 192x96 ran faster without a mask (544 / 612 at s2k / 8k against
 #      531 / 589), but its builds spill (17 LDL/STL with LSE, 21 causal, 106 with a window): not registered.
 # d192 (same sweep): 128x112 (659 / 744 full, 511 / 669 causal), ahead of 128x96, 128x80 and 128x64 but at causal s2k.
+# d64, 192 against 128 query rows: 192x128 is 1.10-1.24x faster per row at s2k / 8k (sweep above) but pads a query
+#      of 256 rows to 384: chunked prefill (256 rows over a contiguous cache, 32/8 heads, H100,
+#      chunked_d64_2c40fe0_h100.json) ran 354 / 302 TFLOP/s with it against 420 / 367 with 128x128 over paged 64; the
+#      192-row tiles are taken only where they pad at most 15% more rows (s 512 and 1k pad 12.5%).
 # d64 causal: 192x128 with O rescaled after P·V landed (ab_sm90_e081b60_h100.json, H100, 3 rounds: 360 / 516 TFLOP/s
 #      at s2k / 8k against 342 / 475 with the rescale under Q·Kᵀ); without a mask the early rescale stays ahead
 #      (488 / 566 against 486 / 555), and at d128 / d256 it is ahead with and without a mask.
@@ -194,6 +198,11 @@ def _sm90(name: str, tile_m: int, tile_n: int, head_dims: tuple[int, ...], stage
 def _contiguous(d: AttnDesc) -> bool:
     """Contiguous K/V (a padded batch, a ragged one, or a contiguous cache)."""
     return d.block_size == 0
+
+
+def _fills_m192(d: AttnDesc) -> bool:
+    """192-row query tiles pad at most 15% more rows than 128-row tiles (the 192-row tile's speed-up at d64)."""
+    return -(-d.seqlen_q // 192) * 192 * 100 <= -(-d.seqlen_q // 128) * 128 * 115
 
 
 # Over a paged cache the KV tile and the block must divide one another (a tile is one TMA copy from its block, or
@@ -224,8 +233,8 @@ SM90_M128N128 = _sm90("sm90_m128n128", 128, 128, (64, 96, 128))
 SM90_M128N112 = _sm90("sm90_m128n112", 128, 112, (192,))
 SM90_M128N80 = _sm90("sm90_m128n80", 128, 80, (192, 256))
 SM90_M128N64 = _sm90("sm90_m128n64", 128, 64, (192, 256))
-REGISTRY.register(SM90_M192N128_LATE, lambda d: d.head_dim == 64 and d.causal and _contiguous(d))
-REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _contiguous(d))
+REGISTRY.register(SM90_M192N128_LATE, lambda d: d.head_dim == 64 and d.causal and _contiguous(d) and _fills_m192(d))
+REGISTRY.register(SM90_M192N128, lambda d: d.head_dim == 64 and _contiguous(d) and _fills_m192(d))
 REGISTRY.register(SM90_M128N128)
 REGISTRY.register(SM90_M128N112, _contiguous)
 REGISTRY.register(SM90_M128N80, _contiguous)
