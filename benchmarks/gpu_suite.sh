@@ -5,6 +5,8 @@
 #   source .device/env.sh; bash benchmarks/gpu_suite.sh
 set -u
 cd "$(dirname "$0")/.."
+export CUTE_ATTENTION_CACHE_DIR=${CUTE_ATTENTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cute-attention}
+bash benchmarks/device_cache.sh unpack  # builds precompiled on the development machine, if .device/ has them
 run() {  # name, pytest args...
   local name=$1; shift
   ( echo "== $name: $*"; timeout 540 python3 -m pytest -q -p no:cacheprovider "$@" 2>&1 | tail -40 ) > "$OUT/part_$name.log" 2>&1 &

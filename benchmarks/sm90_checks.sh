@@ -16,6 +16,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export CUTE_ATTENTION_CACHE_DIR=${CUTE_ATTENTION_CACHE_DIR:-$PWD/.cache/ca}
+bash benchmarks/device_cache.sh unpack  # builds precompiled on the development machine, if .device/ has them
 t0=$(date +%s)
 left() { echo $(( t0 + ${BUDGET_S:-570} - $(date +%s) )); }  # seconds left of this device call
 part() {  # name, pytest args...

@@ -1,6 +1,7 @@
 """CPU: the GPU machine's scripts run what they say. ``gpu_suite.sh`` (the whole GPU suite) selects every test of
 every ``tests/test_gpu_*.py``; each ``-k`` selection in it and in ``sm90_checks.sh`` selects tests; every
-compute-sanitizer case ``sm90_checks.sh`` names exists. A typo there would otherwise show only as a part that ran
+compute-sanitizer case ``sm90_checks.sh`` names exists; ``device_cache.sh``'s precompile sets name registered variants
+and known options. A typo there would otherwise show only as a part that ran
 nothing, on a device call that cannot be repeated cheaply. The scripts are read by pattern: a part started other than
 by ``run`` / ``part`` with literal file names, or a case named outside ``SM90_CASES`` / ``AB_SANITIZE`` /
 ``sanitize`` / ``sm90_tests`` lines, is not seen."""
@@ -87,3 +88,24 @@ def test_sanitizer_cases_named_by_the_checks_exist():
     assert len(named) >= 15
     unknown = sorted(named - set(sanitizer_cases.CASES))
     assert not unknown, f"sanitizer cases named in sm90_checks.sh but not defined: {unknown}"
+
+
+
+def test_device_cache_sets_name_registered_variants():
+    """Each precompile set of ``device_cache.sh`` names registered sm90 variants and options of ``precompile``, and
+    the script parses as bash."""
+    from cute_attention import REGISTRY
+
+    script = SCRIPTS / "device_cache.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = re.sub(r"\\\n\s*", " ", script.read_text())
+    sets = dict(re.findall(r'^\s*(\w+)\) echo "([^"]*)" ;;', text, re.M))
+    assert {"grid", "cpasync"} <= set(sets)
+    usage = subprocess.run([sys.executable, "-m", "cute_attention", "precompile", "--help"], check=True,
+                           capture_output=True, text=True).stdout
+    for name, spec in sets.items():
+        words = spec.split()
+        unknown = [w for w in words if w.startswith("--") and w not in usage]
+        assert not unknown, (name, unknown)
+        variants = [words[i + 1] for i, w in enumerate(words) if w == "--variant"]
+        assert all(REGISTRY.get(v).config == "sm90" for v in variants), (name, variants)
