@@ -9,9 +9,8 @@
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh chunked  # chunked prefill over caches: default vs sm80
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh grid     # [A/B of sweep flags], the prefill grid
 #   source .device/env.sh; bash benchmarks/sm90_checks.sh abtests  # A/B timings first, then sm90 tests + sanitizer
-#   source .device/env.sh; bash benchmarks/sm90_checks.sh quick    # sm90 GPU tests (no precompile) + sanitizer, an
-#                                                                  # O-rescale and CTA-order A/B, then the prefill grid
-# At most 8 files come back from $OUT per call: keep the logs few.
+# At most 8 files come back from $OUT per call: keep the logs few. Builds packed into .device/cache.tar.xz by
+# benchmarks/device_cache.sh on the development machine are loaded instead of compiled.
 # Logs and JSON land in $OUT; a short summary is printed last.
 set -u
 cd "$(dirname "$0")/.."
@@ -80,14 +79,18 @@ sm90_tests() {  # sanitizer case names...: precompile, the sm90 GPU tests and th
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
   wait
   part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
-  part cache_rest tests/test_gpu_kvcache.py -k "not cache_config"
+  part cache_paged_a tests/test_gpu_kvcache.py -k "paged_matches and (bs16 or bs32)"
+  part cache_paged_b tests/test_gpu_kvcache.py -k "paged_matches and (bs64 or bs128 or bs256)"
+  part cache_other tests/test_gpu_kvcache.py -k "not paged_matches and not head_groups and not cache_config"
+  part cache_groups tests/test_gpu_kvcache.py -k "head_groups"
   part matrix tests/test_gpu_attention.py -k "matrix and sm90"
   part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
   part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
   part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
   part varlen tests/test_gpu_varlen.py -k "sm90"
   part split tests/test_gpu_split.py -k "sm90"
-  part cp_async tests/test_gpu_sm90_cp_async.py
+  part cp_async_pack tests/test_gpu_sm90_cp_async.py -k "pack_cpasync"
+  part cp_async_m128 tests/test_gpu_sm90_cp_async.py -k "m128n128_cpasync"
   ( timeout "$(left)" python3 benchmarks/mask_quick_check.py > "$OUT/part_masks.log" 2>&1; rc=$?; \
     echo "$(grep -c '^ok' "$OUT/part_masks.log") passed, $(grep -c '^FAIL' "$OUT/part_masks.log") failed, rc=$rc" >> "$OUT/part_masks.log" ) &
   sanitize 0 "$@"
@@ -124,28 +127,6 @@ abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests
   ab_timings "${AB_TILES:-256:128x80 128:128x128}" "${AB_FLAGS:--olate -nolpt}"
   # shellcheck disable=SC2086
   sm90_tests ${AB_SANITIZE:-prefill_sm90_causal prefill_sm90_window_split prefill_sm90_d64_3groups}
-  ;;
-quick)  # the sm90 GPU tests compiling their own builds, the sanitizer beside them; then timings
-  RESERVE_S=${RESERVE_S:-300}  # seconds kept for the timings
-  part matrix tests/test_gpu_attention.py -k "matrix and sm90"
-  part other tests/test_gpu_attention.py -k "sm90 and not matrix and not knobs"
-  part knobs_a tests/test_gpu_attention.py -k "knobs and bf16"
-  part knobs_b tests/test_gpu_attention.py -k "knobs and fp16"
-  part varlen_split tests/test_gpu_varlen.py tests/test_gpu_split.py -k "sm90"
-  # shellcheck disable=SC2086
-  sanitize "$RESERVE_S" $SM90_CASES
-  wait
-  summarize
-  echo "tests done $(( $(date +%s) - t0 ))s"
-  for d in ${AB_TILES:-128:128x128 256:128x80 64:192x128}; do
-    timeout "$(( $(left) - ${GRID_S:-200} ))" python3 benchmarks/sweep_sm90.py --dims "${d%%:*}" --seqlens 2048,8192 --rounds 2 \
-      --configs "${d#*:},${d#*:}-olate,${d#*:}-nolpt" >> "$OUT/ab.log" 2>&1
-  done
-  grep -E "^d[0-9]+ s" "$OUT/ab.log"
-  timeout "$(( $(left) - 5 ))" python3 benchmarks/prefill.py --dims 64,128,256 --rounds 2 --json "$OUT/prefill.json" \
-    --seqlens "${GRID_SEQLENS:-512,1024,2048,4096,8192,16384}" \
-    > "$OUT/prefill.log" 2>&1
-  echo "prefill rc=$?"; grep -E "^ +[0-9]+ +[0-9]+ +(True|False)" "$OUT/prefill.log"; rm -f "$OUT/prefill.log"
   ;;
 cpasync)  # the cp.async producer's builds and GPU tests, its sanitizer cases; then it against TMA over paged caches
   CP="sm90_m64n128_pack_cpasync sm90_m128n128_cpasync"
