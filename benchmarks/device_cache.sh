@@ -3,8 +3,9 @@
 #   DEVICE_PYTHON=python3.12 bash benchmarks/device_cache.sh pack SET...   # here: precompile, pack .device/cache.tar.xz
 #   bash benchmarks/device_cache.sh unpack                                 # GPU machine: into $CUTE_ATTENTION_CACHE_DIR
 # SETs (each one `python -m cute_attention precompile` line, below): grid (the prefill grid's sm90 defaults),
-# cpasync (tests/test_gpu_sm90_cp_async.py's builds); or `-- ARGS...` for precompile arguments of your own. The cache's fingerprint holds the Python minor version, the DSL's and TVM-FFI's
-# versions and every package source file, so the builds are made in the GPU machine's environment: DEVICE_PYTHON
+# cpasync (tests/test_gpu_sm90_cp_async.py's builds); or `-- ARGS...` for precompile arguments of your own.
+# The cache's fingerprint holds the Python minor version, the DSL's and TVM-FFI's versions and every package
+# source file, so the builds are made in the GPU machine's environment: DEVICE_PYTHON
 # (Python 3.12 with torch, numpy and setuptools) with the DSL bundle and wheels of .device/ on its path, and this
 # tree installed into it (editable). Commit first: the GPU machine loads only entries of the same sources.
 # The archive travels in .device/ (carry [".device"]); the whole carried tree must stay under 64 MiB.

@@ -1,8 +1,8 @@
 """CPU: the GPU machine's scripts run what they say. ``gpu_suite.sh`` (the whole GPU suite) selects every test of
 every ``tests/test_gpu_*.py``; each ``-k`` selection in it and in ``sm90_checks.sh`` selects tests; every
-compute-sanitizer case ``sm90_checks.sh`` names exists; ``device_cache.sh``'s precompile sets name registered variants
-and known options. A typo there would otherwise show only as a part that ran
-nothing, on a device call that cannot be repeated cheaply. The scripts are read by pattern: a part started other than
+compute-sanitizer case ``sm90_checks.sh`` names exists; ``device_cache.sh``'s precompile sets name registered
+variants and known options. A typo there would otherwise show only as a part that ran nothing, on a device call
+that cannot be repeated cheaply. The scripts are read by pattern: a part started other than
 by ``run`` / ``part`` with literal file names, or a case named outside ``SM90_CASES`` / ``AB_SANITIZE`` /
 ``sanitize`` / ``sm90_tests`` lines, is not seen."""
 
@@ -88,7 +88,6 @@ def test_sanitizer_cases_named_by_the_checks_exist():
     assert len(named) >= 15
     unknown = sorted(named - set(sanitizer_cases.CASES))
     assert not unknown, f"sanitizer cases named in sm90_checks.sh but not defined: {unknown}"
-
 
 
 def test_device_cache_sets_name_registered_variants():
