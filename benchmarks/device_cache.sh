@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A warm compile cache for the GPU machine, built on the development machine (no GPU needed).
 #   DEVICE_PYTHON=python3.12 bash benchmarks/device_cache.sh pack SET...   # here: precompile, pack .device/cache.tar.xz
-#   bash benchmarks/device_cache.sh unpack                                 # GPU machine: into $CUTE_ATTENTION_CACHE_DIR
+#   bash benchmarks/device_cache.sh unpack                                 # GPU machine: into the compile cache
+#   bash benchmarks/device_cache.sh args SET                              # a SET's precompile arguments (sm90_checks.sh)
 # SETs (each one `python -m cute_attention precompile` line, below): grid (the prefill grid's sm90 defaults),
-# cpasync (tests/test_gpu_sm90_cp_async.py's builds); or `-- ARGS...` for precompile arguments of your own.
+# cpasync (tests/test_gpu_sm90_cp_async.py's builds), paged (the sm90 builds over caches the cache tests use), sm90
+# (every sm90 variant over contiguous K/V, varlen included: ~700 builds, too many to carry); or `-- ARGS...`.
 # The cache's fingerprint holds the Python minor version, the DSL's and TVM-FFI's versions and every package
 # source file, so the builds are made in the GPU machine's environment: DEVICE_PYTHON
 # (Python 3.12 with torch, numpy and setuptools) with the DSL bundle and wheels of .device/ on its path, and this
@@ -19,12 +21,18 @@ precompile_set() {  # SET: the precompile arguments it stands for
     grid) echo "--variant sm90_m192n128 --variant sm90_m192n128_late --variant sm90_m128n128 --variant sm90_m128n80 \
       --head-dim 64 128 256 --dtype bfloat16 --mask none causal --lse no" ;;
     cpasync) echo "--variant sm90_m64n128_pack_cpasync --variant sm90_m128n128_cpasync \
-      --kv paged16 paged32 paged64 paged128 paged256 --mask none causal window --lse yes" ;;
-    *) echo "device_cache.sh: unknown set $1 (grid, cpasync, or -- ARGS)" >&2; return 1 ;;
+      --kv paged16 paged32 paged64 paged128 paged256 --mask none causal window --lse yes --append" ;;
+    paged) echo "--variant sm90_m128n128 --variant sm90_m128n64 --variant sm90_m64n128_pack --variant sm90_m64n64_pack \
+      --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens --mask none causal window --lse yes --append" ;;
+    sm90) echo "--config sm90 --mask none causal window --lse both --varlen" ;;
+    *) echo "device_cache.sh: unknown set $1 (grid, cpasync, paged, sm90, or -- ARGS)" >&2; return 1 ;;
   esac
 }
 
 case "${1:-}" in
+args)
+  precompile_set "${2:-}"
+  ;;
 pack)
   shift
   py=${DEVICE_PYTHON:?set DEVICE_PYTHON to a Python 3.12 with torch, numpy and setuptools}
@@ -55,10 +63,9 @@ pack)
   [ "$carried" -lt "$LIMIT" ] || { echo "over the 64 MiB a device call carries: pack fewer sets" >&2; exit 1; }
   ;;
 unpack)
-  dir=${CUTE_ATTENTION_CACHE_DIR:?set CUTE_ATTENTION_CACHE_DIR}
   [ -f "$ARCHIVE" ] || { echo "compile cache: no $ARCHIVE, every build compiles here"; exit 0; }
+  read -r dir here <<< "$(python3 -c "from cute_attention.host import disk_cache as c; print(c.root(), c.fingerprint())")"
   mkdir -p "$dir" && tar xJf "$ARCHIVE" -C "$dir"
-  here=$(python3 -c "from cute_attention.host import disk_cache; print(disk_cache.fingerprint())")
   if [ -d "$dir/$here" ]; then
     echo "compile cache: $(find "$dir/$here" -name '*.json' | wc -l) builds of fingerprint $here from $ARCHIVE"
   else
@@ -67,5 +74,5 @@ unpack)
   fi
   ;;
 *)
-  sed -n 2,4p "$0"; exit 2 ;;
+  sed -n 2,5p "$0"; exit 2 ;;
 esac

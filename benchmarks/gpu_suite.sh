@@ -5,7 +5,6 @@
 #   source .device/env.sh; bash benchmarks/gpu_suite.sh
 set -u
 cd "$(dirname "$0")/.."
-export CUTE_ATTENTION_CACHE_DIR=${CUTE_ATTENTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cute-attention}
 bash benchmarks/device_cache.sh unpack  # builds precompiled on the development machine, if .device/ has them
 run() {  # name, pytest args...
   local name=$1; shift

@@ -66,16 +66,17 @@ chunked_timings() {  # cases: chunked prefill (256 query rows) over caches, the 
   rm -f "$OUT/chunked.log"
 }
 precompile_paged() {  # the sm90 builds over paged 16 / 64 / 256 and a contiguous cache that the cache tests use
-  timeout 150 python3 -m cute_attention precompile --target sm_90a --variant sm90_m128n128 --variant sm90_m128n64 \
-    --variant sm90_m64n128_pack --variant sm90_m64n64_pack --head-dim 64 128 256 --kv paged16 paged64 paged256 seqlens \
-    --mask none causal window --lse yes --append -j "${PRECOMPILE_J:-16}" > "$OUT/precompile_paged.log" 2>&1
+  # shellcheck disable=SC2046
+  timeout 150 python3 -m cute_attention precompile --target sm_90a $(bash benchmarks/device_cache.sh args paged) \
+    -j "${PRECOMPILE_J:-16}" > "$OUT/precompile_paged.log" 2>&1
   echo "precompile (paged) rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile_paged.log")"
   rm -f "$OUT/precompile_paged.log"
 }
 sm90_tests() {  # sanitizer case names...: precompile, the sm90 GPU tests and the mask check, the sanitizer beside them
   precompile_paged &
-  timeout 150 python3 -m cute_attention precompile --target sm_90a --config sm90 --mask none causal window \
-    --lse both --varlen -j 16 > "$OUT/precompile.log" 2>&1
+  # shellcheck disable=SC2046
+  timeout 150 python3 -m cute_attention precompile --target sm_90a $(bash benchmarks/device_cache.sh args sm90) -j 16 \
+    > "$OUT/precompile.log" 2>&1
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
   wait
   part cache_sm90 tests/test_gpu_kvcache.py -k "cache_config and sm90"
@@ -130,8 +131,8 @@ abtests)  # short of device time: the A/B timings first, then the sm90 GPU tests
   ;;
 cpasync)  # the cp.async producer's builds and GPU tests, its sanitizer cases; then it against TMA over paged caches
   CP="sm90_m64n128_pack_cpasync sm90_m128n128_cpasync"
-  timeout 150 python3 -m cute_attention precompile --target sm_90a $(for v in $CP; do echo --variant "$v"; done) \
-    --kv paged16 paged32 paged64 paged128 paged256 --mask none causal window --lse yes --append -j 16 \
+  # shellcheck disable=SC2046
+  timeout 150 python3 -m cute_attention precompile --target sm_90a $(bash benchmarks/device_cache.sh args cpasync) -j 16 \
     > "$OUT/precompile.log" 2>&1
   echo "precompile rc=$? $(( $(date +%s) - t0 ))s: $(tail -1 "$OUT/precompile.log")"; rm -f "$OUT/precompile.log"
   RESERVE_S=${RESERVE_S:-200}  # seconds kept for the timings
