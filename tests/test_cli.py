@@ -123,3 +123,24 @@ def test_precompile_keys_cover_the_features():
     assert len(keys) == 2 * (2 * 2 * 2 * 3 + 2 * 2 + 2 * 1)
     assert ("sm_90a", "KV append (bfloat16, d128, paged 64)") in labels
     assert ("sm_80", "sm80_m64n64_s2+paged (bfloat16, d64, causal, LSE, split-K)") in labels
+
+
+def test_precompile_has_no_varlen_builds_of_paged_variants():
+    """attention_varlen refuses variants that read a paged cache, so precompile builds none, and the kernels
+    refuse the combination themselves."""
+    from cute_attention.core.masks import MaskSpec
+    from cute_attention.host.registry import SM80_M64N64, SM90_M128N128_CP
+    from cute_attention.kernels.attention import AttentionParams
+    from cute_attention.kernels.variant import with_kv_cache
+    from cute_attention.kv import PagedKVCache
+    from cute_attention.tools import precompile
+
+    sel = precompile.Selection(targets=("sm_90a",), variants=(SM90_M128N128_CP, SM80_M64N64), head_dims=(128,),
+                               dtypes=("bfloat16",), masks=("causal",), lse=(False,), kv=("linear",), split=False,
+                               varlen=True)
+    ragged = {(k.params.variant.name, k.params.varlen) for k in precompile.keys(sel)}
+    assert ragged == {(SM90_M128N128_CP.name, False), (SM80_M64N64.name, False), (SM80_M64N64.name, True)}
+    for variant, target in ((SM90_M128N128_CP, "sm_90a"), (with_kv_cache(SM80_M64N64, PagedKVCache(64)), "sm_80")):
+        params = AttentionParams(variant, "bfloat16", 128, MaskSpec(False, True), varlen=True)
+        assert "paged cache" in params.build(target).why_not(target)
+        assert AttentionParams(variant, "bfloat16", 128, MaskSpec(False, True)).build(target).why_not(target) is None

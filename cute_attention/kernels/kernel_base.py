@@ -42,7 +42,9 @@ class AttentionKernelBase:
         return storage_bytes(self.storage)
 
     def why_not_variant(self) -> str | None:
-        """The variant's own limits: its dtypes and head dims."""
+        """The variant's own limits: its dtypes and head dims; varlen batches read packed K/V, not a paged cache."""
+        if self.varlen and self.kv_cache.paged:
+            return f"varlen batches read packed K/V; variant {self.variant.name} reads a paged cache"
         if self.params.dtype not in self.variant.dtypes:
             return f"dtype {self.params.dtype} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:

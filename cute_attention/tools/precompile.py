@@ -5,7 +5,8 @@ The keys are those the entry points build for the chosen features: every registe
 config(s) (or the named ones) for each KV layout (``linear``: :func:`~cute_attention.attention`; ``seqlens`` and
 ``paged<B>``: :func:`~cute_attention.attention_with_kvcache`), head dim, dtype, mask and LSE choice; with
 ``split`` the split-K builds and the reduction kernels; with ``append`` the KV append kernels; with ``varlen`` the
-ragged builds (:func:`~cute_attention.api.varlen.attention_varlen`) of the linear layout.
+ragged builds (:func:`~cute_attention.api.varlen.attention_varlen`) of the linear layout (variants that read
+a paged cache have none).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _all_keys(sel: Selection) -> Iterable[CompileKey]:
                         continue
                     for dtype in (t for t in sel.dtypes if t in base.dtypes):
                         for mask in sel.masks:
-                            for varlen in (False, True) if sel.varlen and cache is None else (False,):
+                            ragged = sel.varlen and cache is None and not base.kv_cache.paged
+                            for varlen in (False, True) if ragged else (False,):
                                 for lse in sel.lse:
                                     yield CompileKey.of(AttentionParams(variant, dtype, d, MASKS[mask], with_lse=lse,
                                                                         varlen=varlen), target)
