@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from cute_attention import REGISTRY, attention, attention_with_kvcache  # noqa: E402
+from cute_attention import REGISTRY, attention, attention_with_kvcache, dequantize_kv, quantize_kv  # noqa: E402
 from cute_attention.tools.reference import attention_ref, tolerance_check  # noqa: E402
 
 
@@ -55,6 +55,35 @@ def decode_paged(variant=None, splits=0, append=True, config=None, sq=1, bs=16, 
             vv = vc[blocks].reshape(-1, hkv, d)[:n][None]
             ref, _ = attention_ref(q[i:i + 1], kk, vv, causal=True)
             assert (out[i:i + 1].float() - ref).abs().max().item() < 2e-2
+    return run
+
+
+def decode_quant(kind, variant=None, splits=0, sq=1, bs=64, d=128):
+    """Decode (or prefill rows) over a paged quantized cache against the reference on the dequantized cache."""
+    def run():
+        b, h, hkv = 2, 16, 4
+        q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
+        blocks_per_seq = -(-(130 + 16) // bs)
+        nblocks = 2 * blocks_per_seq + 4
+        kc, vc = (torch.randn(nblocks, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        table = torch.randperm(nblocks, device="cuda", dtype=torch.int32)[:2 * blocks_per_seq].view(b, -1)
+        lens = torch.tensor([57, 130], device="cuda", dtype=torch.int32)
+        if kind == "fp8":
+            per_head = (torch.stack((kc, vc)).float().abs().amax(dim=(1, 2, 4)) / 448.0)[:, None]
+            (kd, kp), (vd, vp) = (quantize_kv(c, "fp8", descale=s) for c, s in ((kc, per_head[0]), (vc, per_head[1])))
+            extra = dict(k_descale=per_head[0].expand(b, -1), v_descale=per_head[1].expand(b, -1))
+        else:
+            (kd, kp), (vd, vp) = (quantize_kv(c, kind) for c in (kc, vc))
+            extra = dict(k_cache_params=kp, v_cache_params=vp)
+        kq, vq = (dequantize_kv(x, p).to(torch.bfloat16) for x, p in ((kd, kp), (vd, vp)))
+        out = attention_with_kvcache(q, kd, vd, lens, block_table=table, num_splits=splits, variant=variant, **extra)
+        for i in range(b):
+            n = int(lens[i])
+            blocks = table[i, : (n + bs - 1) // bs].long()
+            kk = kq[blocks].reshape(-1, hkv, d)[:n][None]
+            vv = vq[blocks].reshape(-1, hkv, d)[:n][None]
+            ok, err, bound = tolerance_check(out[i:i + 1], q[i:i + 1], kk, vv, causal=True)
+            assert ok, (err, bound)
     return run
 
 
@@ -106,6 +135,10 @@ CASES = {
     "prefill_q_ops_slot": q_ops(),
     "decode_paged_append_split": decode_paged(),
     "decode_paged_lookahead_split": decode_paged(variant="sm80_m16n64_w1x4_s5_pack_la", splits=4),
+    "decode_int8_lookahead_split": decode_quant("int8", splits=3),
+    "decode_int4_bs16": decode_quant("int4", bs=16, splits=1),
+    "decode_fp8_split": decode_quant("fp8", splits=2),
+    "prefill_int4_over_cache": decode_quant("int4", sq=37, splits=1),
     "decode_simt_pack": decode_paged(variant="simt_m8n64_w1x4_s3_pack", splits=1, append=False),
     "prefill_sm90_causal": prefill(variant="sm90_m128n128", causal=True),
     "prefill_sm90_window_split": prefill(variant="sm90_m128n128", window_size=(40, 7), num_splits=3),

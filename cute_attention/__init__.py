@@ -20,6 +20,8 @@ _EXPORTS = {
     "flash_attn_func": "cute_attention.api.flash_attn",
     "flash_attn_varlen_func": "cute_attention.api.flash_attn",
     "flash_attn_with_kvcache": "cute_attention.api.flash_attn",
+    "quantize_kv": "cute_attention.api.quantize",
+    "dequantize_kv": "cute_attention.api.quantize",
     "REGISTRY": "cute_attention.host.registry",
     "Registry": "cute_attention.host.registry",
     "AttnDesc": "cute_attention.host.registry",

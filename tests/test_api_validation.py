@@ -298,3 +298,55 @@ def test_plans_route_one_pass_and_split_calls(monkeypatch):
     (append, (aargs,)), (kernel, (args, _)) = calls
     assert append == "A" and aargs.mKnew is k_new and aargs.mPageTable is table and aargs.mSeqlens is lens
     assert kernel == "K" and torch.equal(args.mSeqlensK, lens + 2)  # the attention reads the appended lengths
+
+
+def test_quantized_cache_bad_input_raises_before_device_work():
+    """Quantized caches: the format from the cache's dtype, its parameter tensors' dtype / shape / layout, the
+    other format's arguments refused by name; on a CPU tensor the call gets as far as the device check."""
+    from cute_attention import attention_with_kvcache, quantize_kv
+
+    q = torch.randn(2, 1, 4, 64, dtype=torch.bfloat16)
+    kc = torch.randn(6, 16, 2, 64, dtype=torch.bfloat16)
+    table = torch.zeros(2, 3, dtype=torch.int32)
+    lens = torch.tensor([3, 5], dtype=torch.int32)
+    k8, kp = quantize_kv(kc, "int8")
+    k4, kp4 = quantize_kv(kc, "int4", param_dtype=torch.float32)
+    kf, kd = quantize_kv(kc, "fp8")
+    assert k8.dtype == torch.int8 and k4.shape == (6, 16, 2, 32) and kp4.dtype == torch.float32
+    assert kf.dtype == torch.float8_e4m3fn and kd.shape == (6, 2)
+    desc = torch.ones(2, 2)
+    cases = [
+        (k8, dict(), ValueError, "k_cache_params is required for an int8 cache"),
+        (k8, dict(k_cache_params=kp), ValueError, "v_cache_params is required"),
+        (k8, dict(k_cache_params=kp, v_cache_params=kp.float()), TypeError, "v_cache_params has dtype"),
+        (k8, dict(k_cache_params=kp.int(), v_cache_params=kp.int()), TypeError, "k_cache_params: .*float16"),
+        (k8, dict(k_cache_params=kp[:, :8], v_cache_params=kp), ValueError, "k_cache_params must have shape"),
+        (k8, dict(k_cache_params=kp, v_cache_params=kp[..., ::2].expand(-1, -1, -1, 2)), ValueError,
+         "pair contiguous"),
+        (k8, dict(k_cache_params=kp, v_cache_params=kp, k_descale=desc), ValueError, "k_descale belongs to fp8"),
+        (kf, dict(k_cache_params=kp, v_cache_params=kp), ValueError, "k_cache_params belongs to int8/int4"),
+        (kf, dict(k_descale=desc.double()), TypeError, "k_descale must be float32"),
+        (kf, dict(v_descale=desc[:1]), ValueError, r"v_descale must have shape \(batch, nheads_kv\)"),
+        (kc, dict(k_cache_params=kp, v_cache_params=kp), ValueError, "not a quantized format"),
+        (k4[..., :16], dict(k_cache_params=kp4, v_cache_params=kp4), ValueError, "int4: 32 bytes of two values"),
+        (k8, dict(k_cache_params=kp, v_cache_params=kp, k=q[:, :, :2], v=q[:, :, :2]), NotImplementedError,
+         r"appending to a quantized \(int8\) cache"),
+        (kc.int(), dict(), TypeError, "k_cache must be"),
+        (k8, dict(k_cache_params=kp, v_cache_params=kp), ValueError, "q must be a CUDA tensor"),
+        (k4, dict(k_cache_params=kp4, v_cache_params=kp4), ValueError, "q must be a CUDA tensor"),
+        (kf, dict(k_descale=desc, v_descale=desc), ValueError, "q must be a CUDA tensor"),
+    ]
+    for cache, kw, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            attention_with_kvcache(q, cache, cache.clone(), lens, block_table=table, **kw)
+    with pytest.raises(TypeError, match="v_cache has dtype"):
+        attention_with_kvcache(q, k8, k4, lens, block_table=table, k_cache_params=kp, v_cache_params=kp)
+    for bad, exc, match in ((dict(kind="int2"), ValueError, "kind must be one of"),
+                            (dict(kind="int8", param_dtype=torch.int8), TypeError, "param_dtype"),
+                            (dict(kind="fp8", param_dtype=torch.float16), ValueError, "param_dtype is for"),
+                            (dict(kind="int8", descale=desc), ValueError, "descale is for fp8"),
+                            (dict(kind="fp8", descale=desc.half()), TypeError, "descale must be a float32")):
+        with pytest.raises(exc, match=match):
+            quantize_kv(kc, **bad)
+    with pytest.raises(TypeError, match="x must be float16 or bfloat16"):
+        quantize_kv(kc.float(), "int8")

@@ -144,3 +144,23 @@ def test_precompile_has_no_varlen_builds_of_paged_variants():
         params = AttentionParams(variant, "bfloat16", 128, MaskSpec(False, True), varlen=True)
         assert "paged cache" in params.build(target).why_not(target)
         assert AttentionParams(variant, "bfloat16", 128, MaskSpec(False, True)).build(target).why_not(target) is None
+
+
+def test_precompile_quantized_cache_keys():
+    """--kv-quant adds each format's builds to the cache layouts (none to linear), pairs in the call's dtype unless
+    named; builds a kernel refuses (no dequant step in sm90, fp8 before sm_89) are left out."""
+    from cute_attention.host.registry import SM80_M16N64_W1X4_PACK, SM90_M128N128
+    from cute_attention.kv.quant import KVQuant
+    from cute_attention.tools import precompile
+
+    sel = precompile.Selection(targets=("sm_80", "sm_90a"), variants=(SM80_M16N64_W1X4_PACK, SM90_M128N128),
+                               head_dims=(128,), dtypes=("float16",), masks=("causal",), lse=(True,),
+                               kv=("linear", "paged64"), split=False, kv_quant=("int8", "int4_f32", "fp8"))
+    quant = {(k.target, k.params.variant.kv_cache.name, k.params.variant.kv_quant) for k in precompile.keys(sel)
+             if k.params.variant.kv_quant is not None}
+    assert quant == {("sm_80", "paged", KVQuant("int8", "float16")), ("sm_80", "paged", KVQuant("int4", "float32")),
+                     ("sm_90a", "paged", KVQuant("int8", "float16")), ("sm_90a", "paged", KVQuant("int4", "float32")),
+                     ("sm_90a", "paged", KVQuant("fp8"))}
+    for bad in ("int2", "fp8_f32", "int8_f64"):
+        with pytest.raises(ValueError, match="unknown KV quantization"):
+            precompile.kv_quant(bad, "float16")

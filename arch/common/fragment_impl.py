@@ -26,6 +26,7 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import warp
 
+from cute_attention.arch.common.kv_dequant import KVDequant, QuantOperand
 from cute_attention.arch.common.smem_layouts import smem_tile, transposed_view
 from cute_attention.arch.common.warp_merge import WARP, WarpGroupImpl
 from cute_attention.core.masks import apply_mask
@@ -51,6 +52,8 @@ class FragmentTiles:
     # keep Q's MMA fragments in registers for the whole mainloop (loaded once); its shared memory is then
     # free and the kernel overlaps it with the K/V ring (TurboMind's Sm70/Sm75 smem union)
     q_in_regs: bool = False
+    # quantized KV formats whose dequant step the Impl has (:mod:`~cute_attention.arch.common.kv_dequant`)
+    kv_quant_kinds = ("int8", "int4", "fp8")
 
     @property
     def threads(self) -> int:
@@ -83,6 +86,8 @@ class FragmentState:
     tScS_mn: Any  # (rows, cols) tile coordinates of this thread's scores
     t0ScS_mn: Any  # the same for thread 0 (compile-time columns)
     tOcO_mn: Any  # (rows, cols) tile coordinates of this thread's outputs
+    quant_K: QuantOperand | None = None  # a quantized cache's K partitions (then tSsK, copy_K are None)
+    quant_V: QuantOperand | None = None  # ... and V's
 
 
 class FragmentImpl(WarpGroupImpl):
@@ -98,10 +103,12 @@ class FragmentImpl(WarpGroupImpl):
     sass_required = ("LDSM",)
     sass_forbidden: tuple[str, ...] = ()
 
-    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: FragmentTiles):
+    def __init__(self, dtype: type[cutlass.Numeric], head_dim: int, tiles: FragmentTiles, kv_quant=None):
         super().__init__(dtype, head_dim, tiles)
         self.ldsm_ahead = tiles.ldsm_ahead
         self.q_in_regs = tiles.q_in_regs
+        # a quantized cache: K/V operands are read from its byte tiles and dequantized in registers
+        self.dequant = KVDequant(kv_quant, dtype, self.tile_n, head_dim) if kv_quant is not None else None
         self.check_tiles()
 
     # ---- static checks and sizes (host side, plain Python) ----
@@ -134,8 +141,17 @@ class FragmentImpl(WarpGroupImpl):
         """(tile_m, head_dim) Q tile in shared memory (reused for O)."""
         return smem_tile(ptr, self.dtype, self.tile_m, self.head_dim)
 
-    def kv_ring(self, ptr: cute.Pointer, slots: int) -> cute.Tensor:
-        """(tile_n, head_dim, slots) ring of K/V tiles in shared memory."""
+    def kv_slot_bytes(self) -> int:
+        """Shared memory of one K/V ring slot."""
+        if self.dequant is not None:
+            return self.dequant.slot_bytes()
+        return self.tile_n * self.head_dim * self.dtype.width // 8
+
+    def kv_ring(self, ptr: cute.Pointer, slots: int):
+        """(tile_n, head_dim, slots) ring of K/V tiles in shared memory (a quantized cache's byte tiles and
+        parameters: :meth:`~cute_attention.arch.common.kv_dequant.KVDequant.ring`)."""
+        if self.dequant is not None:
+            return self.dequant.ring(ptr, slots)
         return smem_tile(ptr, self.dtype, self.tile_n, self.head_dim, slots)
 
     # ---- per-CTA setup ----
@@ -144,6 +160,8 @@ class FragmentImpl(WarpGroupImpl):
         tiled_mma = self.tiled_mma()
         tq = tidx % self.group_threads
         ws = tidx // self.group_threads
+        if cutlass.const_expr(self.dequant is not None):
+            return self.make_quant_state(tidx, sQ, sKV)
         if cutlass.const_expr(self.warps_s > 1):
             # (slice_n, D, slot): this group's rows of every K/V ring slot
             sKV = cute.local_tile(sKV, (self.slice_n, self.head_dim, sKV.shape[2]), (ws, 0, 0))
@@ -177,6 +195,52 @@ class FragmentImpl(WarpGroupImpl):
             tScS_mn=self.rows_cols_view(thr_mma.partition_C(cS)),
             t0ScS_mn=self.rows_cols_view(tiled_mma.get_slice(0).partition_C(cS)),
             tOcO_mn=self.rows_cols_view(thr_mma.partition_C(cO)),
+        )
+
+    def make_quant_state(self, tidx: Int32, sQ: cute.Tensor, ring) -> FragmentState:
+        """:meth:`make_state` over a quantized ring: K/V fragments are filled by the dequant step, Q's as usual."""
+        tiled_mma = self.tiled_mma()
+        tq = tidx % self.group_threads
+        ws = tidx // self.group_threads
+        thr_mma = tiled_mma.get_slice(tq)
+        ops = []
+        for transposed in (False, True):
+            views = self.dequant.operand_views(ring, transposed)
+            sliced = []
+            for view in views:
+                if cutlass.const_expr(view is not None and self.warps_s > 1):
+                    # this group's rows of every slot
+                    slots = cute.size(view.shape[2])
+                    tiler = (self.head_dim, self.slice_n, slots) if transposed else (self.slice_n, self.head_dim, slots)
+                    view = cute.local_tile(view, tiler, (0, ws, 0) if transposed else (ws, 0, 0))
+                sliced.append(view)
+            shape = (self.head_dim, self.slice_n) if transposed else (self.slice_n, self.head_dim)
+            # (MMA, MMA_N, MMA_K, slot) partitions of data, scale, zero; (MMA, MMA_N, MMA_K) coordinates
+            q, scale, zero = (thr_mma.partition_B(v) if v is not None else None for v in sliced)
+            coords = thr_mma.partition_B(cute.make_identity_tensor(shape))
+            ops.append(QuantOperand(q, scale, zero, coords))
+        ldsm_a = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=self.perm_nk[1] // 4)
+        copy_Q = cute.make_tiled_copy_A(cute.make_copy_atom(ldsm_a, self.dtype), tiled_mma).get_slice(tq)
+        cS = cute.make_identity_tensor((self.tile_m, self.slice_n))
+        cO = cute.make_identity_tensor((self.tile_m, self.head_dim))
+        return FragmentState(
+            tq=tq,
+            ws=ws,
+            thr_mma=thr_mma,
+            tSrQ=thr_mma.make_fragment_A(thr_mma.partition_A(sQ)),
+            tSrK=cute.make_rmem_tensor(thr_mma.partition_shape_B((self.slice_n, self.head_dim)), self.dtype),
+            tOrVt=cute.make_rmem_tensor(thr_mma.partition_shape_B((self.head_dim, self.slice_n)), self.dtype),
+            tSsQ=copy_Q.partition_S(sQ),
+            tSsK=None,
+            tOsVt=None,
+            copy_Q=copy_Q,
+            copy_K=None,
+            copy_V=None,
+            tScS_mn=self.rows_cols_view(thr_mma.partition_C(cS)),
+            t0ScS_mn=self.rows_cols_view(tiled_mma.get_slice(0).partition_C(cS)),
+            tOcO_mn=self.rows_cols_view(thr_mma.partition_C(cO)),
+            quant_K=ops[0],
+            quant_V=ops[1],
         )
 
     @cute.jit
@@ -228,6 +292,10 @@ class FragmentImpl(WarpGroupImpl):
         """S = Q·Kᵀ for this group's KV slice, K read from ring ``slot``; ldmatrix runs ahead of the MMAs."""
         acc_S = cute.make_rmem_tensor(st.thr_mma.partition_shape_C((self.tile_m, self.slice_n)), Float32)
         acc_S.fill(0.0)
+        if cutlass.const_expr(st.quant_K is not None):
+            self.quant_gemm(acc_S, st.tSrQ, st.tSrK, st.quant_K, slot, 1,
+                            None if self.q_in_regs else (st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ)))
+            return acc_S
         tSsK = st.tSsK[None, None, None, slot]
         a_copy = None if self.q_in_regs else (st.copy_Q, st.tSsQ, st.copy_Q.retile(st.tSrQ))
         self.operand_gemm(acc_S, st.tSrQ, st.tSrK, (st.copy_K, tSsK, st.copy_K.retile(st.tSrK)), a_copy=a_copy)
@@ -255,6 +323,9 @@ class FragmentImpl(WarpGroupImpl):
     @cute.jit
     def compute_pv(self, st: FragmentState, tOrP: cute.Tensor, acc_O: cute.Tensor, slot: Int32):
         """O += P·V for this group's KV slice, V read (transposed by ldmatrix) from ring ``slot``."""
+        if cutlass.const_expr(st.quant_V is not None):
+            self.quant_gemm(acc_O, tOrP, st.tOrVt, st.quant_V, slot, 0, None)
+            return
         tOsVt = st.tOsVt[None, None, None, slot]
         self.operand_gemm(acc_O, tOrP, st.tOrVt, (st.copy_V, tOsVt, st.copy_V.retile(st.tOrVt)), a_copy=None)
 
@@ -297,6 +368,18 @@ class FragmentImpl(WarpGroupImpl):
                     cute.gemm(tiled_mma, d, tA[None, None, k], b, d)
                 elif cutlass.const_expr(j == len(groups) - 1):
                     cute.gemm(tiled_mma, acc, tA[None, None, k], tB[None, None, k], acc)
+
+    @cute.jit
+    def quant_gemm(self, acc: cute.Tensor, tA: cute.Tensor, tB: cute.Tensor, op: QuantOperand, slot,
+                   col_mode: cutlass.Constexpr, a_copy: cutlass.Constexpr):
+        """``acc += A·B`` with B dequantized k-block by k-block from a quantized ring slot (A from registers, or
+        read by ldmatrix a k-block at a time with ``a_copy``)."""
+        tiled_mma = self.tiled_mma()
+        for k in cutlass.range_constexpr(cute.size(tB.shape[2])):
+            if cutlass.const_expr(a_copy is not None):
+                cute.copy(a_copy[0], a_copy[1][None, None, k], a_copy[2][None, None, k])
+            self.dequant.load(op, slot, k, tB[None, None, k], col_mode)
+            cute.gemm(tiled_mma, acc, tA[None, None, k], tB[None, None, k], acc)
 
     # ---- end of the mainloop (merge: WarpGroupImpl) ----
     @cute.jit

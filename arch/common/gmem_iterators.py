@@ -40,11 +40,13 @@ class CopyPartition:
 class GmemIterator:
     """Base: the thread map and partitioning; subclasses choose the copy instruction."""
 
-    def __init__(self, dtype: type[cutlass.Numeric], rows: int, cols: int, threads: int):
+    def __init__(self, dtype: type[cutlass.Numeric], rows: int, cols: int, threads: int,
+                 access_bits: int = ACCESS_BITS):
         self.dtype = dtype
         self.rows = rows
         self.cols = cols
-        self.thread_map = ThreadMap(threads, cols, dtype.width)
+        self.access_bits = access_bits
+        self.thread_map = ThreadMap(threads, cols, dtype.width, access_bits)
 
     def copy_atom(self) -> cute.CopyAtom:
         raise NotImplementedError
@@ -99,11 +101,12 @@ class GmemIterator:
 
 
 class CpAsyncGmemIterator(GmemIterator):
-    """``cp.async`` 16-byte copies (LDGSTS), bypassing L1; rows past the limit are zero-filled."""
+    """``cp.async`` copies (LDGSTS) of 16 bytes bypassing L1 (4 or 8 bytes, which only the L1-allocating form
+    moves, for narrow rows); rows past the limit are zero-filled."""
 
     def copy_atom(self) -> cute.CopyAtom:
-        op = cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL)
-        return cute.make_copy_atom(op, self.dtype, num_bits_per_copy=ACCESS_BITS)
+        mode = cpasync.LoadCacheMode.GLOBAL if self.access_bits == ACCESS_BITS else cpasync.LoadCacheMode.ALWAYS
+        return cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=mode), self.dtype, num_bits_per_copy=self.access_bits)
 
     @cute.jit
     def prefetch(self, part: CopyPartition, src: cute.Tensor, dst: cute.Tensor,
@@ -121,7 +124,7 @@ class RegisterGmemIterator(GmemIterator):
     """
 
     def copy_atom(self) -> cute.CopyAtom:
-        return cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=ACCESS_BITS)
+        return cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=self.access_bits)
 
     def make_fragment(self, part: CopyPartition) -> cute.Tensor:
         """(CPY, CPY_ROWS, CPY_COLS) register staging buffer for one tile."""

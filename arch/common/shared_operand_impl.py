@@ -141,6 +141,8 @@ class SharedOperandTiles:
     rescale_threshold: float | None = None
     k_unroll: int = 4  # unroll of the k-loop (operand loads of later steps overlap the current MMAs)
 
+    kv_quant_kinds = ()  # no dequant step yet: quantized caches run the fragment Impls
+
     @property
     def threads(self) -> int:
         return self.warps_q * self.warps_s * WARP

@@ -1,4 +1,5 @@
-"""Thread map: how a CTA's threads cover a ``(rows, cols)`` tile with 16-byte accesses.
+"""Thread map: how a CTA's threads cover a ``(rows, cols)`` tile with 16-byte accesses (narrower ones for tiles whose
+rows are shorter, such as a quantized cache's (scale, zero) pairs).
 
 Threads are raked row-major: ``threads_per_row`` consecutive threads read consecutive 16-byte
 vectors of one row (one coalesced segment), the next group takes the next row, and the pattern
@@ -19,11 +20,12 @@ class ThreadMap:
     threads: int
     cols: int
     elem_bits: int = 16
+    access_bits: int = ACCESS_BITS
 
     @property
     def vec(self) -> int:
         """Elements per access."""
-        return ACCESS_BITS // self.elem_bits
+        return self.access_bits // self.elem_bits
 
     @property
     def threads_per_row(self) -> int:

@@ -19,6 +19,7 @@ import cutlass.cute as cute
 from cutlass import Int32
 
 from cute_attention.arch.common.gmem_iterators import RegisterGmemIterator
+from cute_attention.arch.common.thread_map import ACCESS_BITS
 from cute_attention.core.contracts import MainloopArgs
 from cute_attention.core.phase_walk import walk_phases
 
@@ -31,6 +32,7 @@ class Sm70Sync:
 
     name: str = "sync"
     warp_specialized = False
+    kv_quant = True  # quantized K/V through the combined iterator (register path)
     sass_required = ("LDG.E.128", "STS.128")
     sass_forbidden = ("LDGSTS",)
 
@@ -45,8 +47,9 @@ class Sm70Sync:
     def describe(self) -> str:
         return "synchronous, next tile staged in registers"
 
-    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> RegisterGmemIterator:
-        return RegisterGmemIterator(dtype, rows, cols, threads)
+    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int,
+                      access_bits: int = ACCESS_BITS) -> RegisterGmemIterator:
+        return RegisterGmemIterator(dtype, rows, cols, threads, access_bits)
 
     @cute.jit
     def load_q(self, it: RegisterGmemIterator, part, row_limit: Int32):

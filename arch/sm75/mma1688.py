@@ -28,5 +28,5 @@ class Mma1688(FragmentTiles):
 
     family: str = "mma1688"
 
-    def build(self, dtype: type[cutlass.Numeric], head_dim: int) -> Impl1688:
-        return Impl1688(dtype, head_dim, self)
+    def build(self, dtype: type[cutlass.Numeric], head_dim: int, kv_quant=None) -> Impl1688:
+        return Impl1688(dtype, head_dim, self, kv_quant)

@@ -25,6 +25,7 @@ import cutlass.cute as cute
 from cutlass import Int32
 
 from cute_attention.arch.common.gmem_iterators import CpAsyncGmemIterator
+from cute_attention.arch.common.thread_map import ACCESS_BITS
 from cute_attention.core.contracts import MainloopArgs
 from cute_attention.core.phase_walk import walk_phases
 
@@ -37,6 +38,7 @@ class Sm80CpAsync:
     name: str = "cpasync"
     locate_ahead: bool = False  # row sources: the next tile's block-table reads one load ahead
     warp_specialized = False  # every warp loads and computes (the kernel body of kernels/attention.py)
+    kv_quant = True  # quantized K/V through the combined iterator
     sass_required = ("LDGSTS",)
     sass_forbidden = ()
 
@@ -51,8 +53,9 @@ class Sm80CpAsync:
     def describe(self) -> str:
         return f"cp.async ring of {self.stages}" + (", block table read a tile ahead" if self.locate_ahead else "")
 
-    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int) -> CpAsyncGmemIterator:
-        return CpAsyncGmemIterator(dtype, rows, cols, threads)
+    def gmem_iterator(self, dtype, rows: int, cols: int, threads: int,
+                      access_bits: int = ACCESS_BITS) -> CpAsyncGmemIterator:
+        return CpAsyncGmemIterator(dtype, rows, cols, threads, access_bits)
 
     @cute.jit
     def load_q(self, it: CpAsyncGmemIterator, part, row_limit: Int32):

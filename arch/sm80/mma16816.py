@@ -24,5 +24,5 @@ class Mma16816(FragmentTiles):
 
     family: str = "mma16816"
 
-    def build(self, dtype: type[cutlass.Numeric], head_dim: int) -> Impl16816:
-        return Impl16816(dtype, head_dim, self)
+    def build(self, dtype: type[cutlass.Numeric], head_dim: int, kv_quant=None) -> Impl16816:
+        return Impl16816(dtype, head_dim, self, kv_quant)

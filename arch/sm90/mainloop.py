@@ -87,6 +87,7 @@ class Sm90WarpSpecialized:
     kv_cp_async: bool = False
     name: str = "tma_ws"
     warp_specialized = True
+    kv_quant = False  # the TMA producer moves 16-bit tiles only
 
     @property
     def sass_required(self) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ class Wgmma:
 
     # the attention kernel's contract: a wgmma tile splits no KV tile across warps
     warps_s = 1
+    kv_quant_kinds = ()  # no dequant step: quantized caches run the fragment Impls
 
     @property
     def warps_q(self) -> int:

@@ -30,12 +30,13 @@ from cute_attention.api.checks import (
     resolve_variant,
     strides_ok,
 )
+from cute_attention.api.quant_checks import check_kv_quant, check_kv_quant_params
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host import launcher
 from cute_attention.host.registry import AttnDesc
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
-from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant, with_kv_cache
+from cute_attention.kernels.variant import ALL_HEAD_DIMS, Variant, with_kv_cache, with_kv_quant
 from cute_attention.kv import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
 
 _PLANS = PlanCache()
@@ -59,6 +60,10 @@ def attention_with_kvcache(
     variant: Variant | str | None = None,
     config: str | None = None,
     check_lengths: bool = False,
+    k_cache_params: torch.Tensor | None = None,
+    v_cache_params: torch.Tensor | None = None,
+    k_descale: torch.Tensor | None = None,
+    v_descale: torch.Tensor | None = None,
 ):
     """Attention of ``q (batch, seqlen_q, nheads, d)`` over a KV cache.
 
@@ -74,23 +79,30 @@ def attention_with_kvcache(
     The lengths stay on the device: a length past the cache's capacity is clamped to it on the device and
     appended tokens past it are dropped. ``check_lengths=True`` reads them on the host first (one
     synchronization) and raises ``ValueError`` instead. Returns ``out`` or ``(out, lse)``.
+
+    Quantized caches (:mod:`cute_attention.kv.quant`, made by :func:`~cute_attention.quantize_kv`): ``int8``
+    (int8 data), ``int4`` (uint8 data, two values a byte: last dim ``d / 2``) with ``k_cache_params`` /
+    ``v_cache_params`` shaped like the caches with the last dim 2 (scale, zero; float16, bfloat16 or float32), or
+    ``float8_e4m3fn`` data with optional fp32 ``k_descale`` / ``v_descale`` of shape ``(batch, nheads_kv)``
+    (FlashAttention-3's; None is 1).
     """
     check_no_grad(("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("k", k), ("v", v))
     if torch.compiler.is_compiling():
         return ops.traced_kvcache(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal,
                                   window_size, num_splits, return_lse, out, variant, config, check_lengths)
-    sig = call_signature((q, k_cache, v_cache, cache_seqlens, block_table, k, v, out),
+    quant = (k_cache_params, v_cache_params, k_descale, v_descale)
+    sig = call_signature((q, k_cache, v_cache, cache_seqlens, block_table, k, v, out, *quant),
                          (softmax_scale, causal, window_size, num_splits, return_lse, variant, config, check_lengths))
     plan = _PLANS.get(sig)
     if plan is None:
         plan = _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size,
-                     num_splits, return_lse, out, variant, config, check_lengths)
+                     num_splits, return_lse, out, variant, config, check_lengths, quant)
         _PLANS.put(sig, plan)
-    return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out)
+    return plan.launch(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out, quant)
 
 
 def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size, num_splits,
-          return_lse, out, variant, config, check_lengths) -> KVCachePlan:
+          return_lse, out, variant, config, check_lengths, quant=(None,) * 4) -> KVCachePlan:
     """Validate one call signature (no tensor data involved) and choose its kernels and split count."""
     check_tensor("q", q, 4, "(batch, seqlen_q, nheads, head_dim)")
     paged = block_table is not None
@@ -101,9 +113,7 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
     dtype = TORCH_DTYPES.get(q.dtype)
     if dtype is None:
         raise TypeError(f"q must be float16 or bfloat16, got {q.dtype}")
-    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
+    fmt = check_kv_quant(q, k_cache, v_cache, *quant)
     if cache_seqlens.dtype != torch.int32:
         raise TypeError(f"cache_seqlens must be int32, got {cache_seqlens.dtype}")
     batch, seqlen_q, nheads, head_dim = q.shape
@@ -112,8 +122,10 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
     if tuple(k_cache.shape) != tuple(v_cache.shape):
         raise ValueError(f"k_cache shape {tuple(k_cache.shape)} and v_cache shape {tuple(v_cache.shape)} must match")
     nheads_kv = k_cache.shape[2]
-    if k_cache.shape[3] != head_dim:
-        raise ValueError(f"k_cache head_dim {k_cache.shape[3]} does not match q head_dim {head_dim}")
+    cols = head_dim if fmt is None else fmt.stored_cols(head_dim)
+    if k_cache.shape[3] != cols:
+        raise ValueError(f"k_cache last dim {k_cache.shape[3]} does not match q head_dim {head_dim}"
+                         + ("" if fmt is None or fmt.per_byte == 1 else f" ({fmt.kind}: {cols} bytes of two values)"))
     if nheads_kv == 0 or nheads % nheads_kv:
         raise ValueError(f"q nheads {nheads} must be a multiple of k_cache nheads_kv {nheads_kv}")
     if tuple(cache_seqlens.shape) != (batch,):
@@ -140,8 +152,13 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
             raise ValueError(f"k_cache batch {k_cache.shape[0]} does not match q batch {batch}")
         cache = LinearKVCache(seqlens=True)
     capacity = cache.capacity(k_cache, block_table)  # the same rule the kernels clamp with
+    if fmt is not None:
+        check_kv_quant_params(fmt, k_cache, batch, *quant)
     if (k is None) != (v is None):
         raise ValueError("k and v must be given together")
+    if k is not None and fmt is not None:
+        raise NotImplementedError(f"k/v: appending to a quantized ({fmt.kind}) cache is not implemented yet; "
+                                  "quantize the new tokens with quantize_kv and write them into the cache")
     seqlen_new = 0
     if k is not None:
         check_tensor("k", k, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
@@ -167,7 +184,8 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         raise ValueError(f"nheads ({nheads}) must be <= {MAX_GRID_YZ}")
     check_device("q", q, None)
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("cache_seqlens", cache_seqlens),
-                    ("block_table", block_table), ("k", k), ("v", v), ("out", out)):
+                    ("block_table", block_table), ("k", k), ("v", v), ("out", out), ("k_cache_params", quant[0]),
+                    ("v_cache_params", quant[1]), ("k_descale", quant[2]), ("v_descale", quant[3])):
         if t is not None:
             check_device(name, t, q)
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("out", out)):
@@ -175,11 +193,13 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
             check_strides(name, t)
 
     desc = AttnDesc(head_dim, dtype, seqlen_q, capacity, causal, left >= 0 or right >= 0, nheads // nheads_kv,
-                    block_size)
+                    block_size, None if fmt is None else fmt.kind)
     # no config named: the target's defaults (:func:`~cute_attention.host.registry.default_configs`: on sm_90a sm90
     # for more than 64 query rows, the sm80 decode tiles below)
     base = resolve_variant(variant, desc, config, launcher.target(), over_cache=True)
     variant = with_kv_cache(base, cache)
+    if fmt is not None:
+        variant = with_kv_quant(variant, fmt)
     mask = MaskSpec(has_left=left >= 0, has_right=right >= 0)
     params = AttentionParams(variant, dtype, head_dim, mask, with_lse=return_lse, softmax_scale=softmax_scale,
                              window_left=max(left, 0), window_right=max(right, 0))
@@ -199,7 +219,7 @@ class KVCachePlan(LaunchPlan):
     (q, new k, new v). Per call only data pointers' alignment is checked (not part of the signature), and the
     lengths when ``check_lengths`` asks for it."""
 
-    __slots__ = ("append", "seqlen_new", "capacity", "check_lengths")
+    __slots__ = ("append", "seqlen_new", "capacity", "check_lengths", "unit_descale")
 
     def __init__(self, kernel, params: AttentionParams, reduce, append, lse_shape, seqlen_new, capacity,
                  check_lengths, copies=(False, False, False)):
@@ -208,11 +228,15 @@ class KVCachePlan(LaunchPlan):
         self.seqlen_new = seqlen_new
         self.capacity = capacity
         self.check_lengths = check_lengths
+        self.unit_descale = None
 
-    def launch(self, q, k_cache, v_cache, cache_seqlens, block_table, k, v, out):
+    def launch(self, q, k_cache, v_cache, cache_seqlens, block_table, k, v, out, quant=(None,) * 4):
         for name, t in (("k_cache", k_cache), ("v_cache", v_cache), ("out", out)):
             if t is not None and t.data_ptr() % 16:
                 raise ValueError(f"{name} must have a 16-byte aligned base pointer")
+        for name, t in (("k_cache_params", quant[0]), ("v_cache_params", quant[1])):
+            if t is not None and t.data_ptr() % (2 * t.element_size()):
+                raise ValueError(f"{name} must have a base pointer aligned to one (scale, zero) pair")
         if self.check_lengths:
             # one synchronizing read of the lengths; without it they are clamped to the capacity on the device
             longest, shortest = torch.stack([cache_seqlens.max(), cache_seqlens.min()]).tolist()
@@ -230,5 +254,11 @@ class KVCachePlan(LaunchPlan):
         q = aligned(q, self.copies[0])
         if out is None:
             out = torch.empty_like(q)
+        fmt = self.params.variant.kv_quant
+        if fmt is not None and fmt.kind == "fp8" and (quant[2] is None or quant[3] is None):
+            # no descale: factors of 1, one tensor per plan (made once, so CUDA graphs capture no allocation)
+            if self.unit_descale is None:
+                self.unit_descale = torch.ones((q.shape[0], k_cache.shape[2]), dtype=torch.float32, device=q.device)
+            quant = (None, None, *(self.unit_descale if t is None else t for t in quant[2:]))
         return launcher.run(self.kernel, self.params, self.reduce, q, k_cache, v_cache, out, self.lse_shape,
-                            block_table, seqlens_k)
+                            block_table, seqlens_k, kv_quant=quant)

@@ -28,6 +28,7 @@ class ImplRecipe(Protocol):
     tile_n: int
     warps_q: int
     warps_s: int
+    kv_quant_kinds: tuple[str, ...]  # quantized KV formats the Impl dequantizes (``build(..., kv_quant=)``)
 
     @property
     def threads(self) -> int: ...
@@ -110,6 +111,7 @@ class MainloopStrategy(Protocol):
     stages: int
     kv_slots: int  # K/V tiles its ring holds in shared memory
     warp_specialized: bool  # False: every warp loads and computes (kernels/attention.py's body)
+    kv_quant: bool  # takes a combined iterator (quantized K/V data + parameters) through gmem_iterator's interface
     sass_required: tuple[str, ...]
     sass_forbidden: tuple[str, ...]
 

@@ -70,8 +70,11 @@ def launch(kernel: CompiledKernel, device, args: tuple) -> None:
         kernel.fn(*args)
 
 
+NO_KV_QUANT = (None, None, None, None)
+
+
 def launch_split(kernel: CompiledKernel, params: AttentionParams, reduce: CompiledKernel, q, k, v, out, lse,
-                 block_table=None, seqlens_k=None, varlen=None) -> None:
+                 block_table=None, seqlens_k=None, varlen=None, kv_quant=NO_KV_QUANT) -> None:
     """Split-K: the attention kernel writes fp32 partial O and LSE per split, the reduction kernel merges
     them into ``out`` (and ``lse`` if given). A varlen batch (``q`` ``(1, total_q, h, d)``) reduces as one
     sequence of ``total_q`` rows."""
@@ -79,21 +82,22 @@ def launch_split(kernel: CompiledKernel, params: AttentionParams, reduce: Compil
     o_part = torch.empty((params.num_splits, b, sq, h, d), dtype=torch.float32, device=q.device)
     lse_part = torch.empty((params.num_splits, b, h, sq), dtype=torch.float32, device=q.device)
     launch(kernel, q.device, params.launch_args(q, k, v, o_part, lse_part, block_table, seqlens_k, varlen,
-                                                sm_count(q.device.index) if params.persistent else None))
+                                                sm_count(q.device.index) if params.persistent else None, kv_quant))
     launch(reduce, out.device, ReduceParams.launch_args(o_part, lse_part, out, lse))
 
 
 def run(kernel: CompiledKernel, params: AttentionParams, reduce: CompiledKernel | None, q, k, v, out, lse_shape,
-        block_table=None, seqlens_k=None, varlen=None):
+        block_table=None, seqlens_k=None, varlen=None, kv_quant=NO_KV_QUANT):
     """One attention call: the LSE tensor when ``lse_shape`` asks for it, then one pass (``reduce`` None) or
-    split-K and the reduction. ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch.
-    Returns ``out`` or ``(out, lse)``."""
+    split-K and the reduction. ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch;
+    ``kv_quant``: a quantized cache's (k params, v params, k descale, v descale). Returns ``out`` or ``(out, lse)``."""
     lse = None if lse_shape is None else torch.empty(lse_shape, dtype=torch.float32, device=q.device)
     if reduce is None:
         launch(kernel, q.device, params.launch_args(q, k, v, out, lse, block_table, seqlens_k, varlen,
-                                                    sm_count(q.device.index) if params.persistent else None))
+                                                    sm_count(q.device.index) if params.persistent else None,
+                                                    kv_quant))
     else:
-        launch_split(kernel, params, reduce, q, k, v, out, lse, block_table, seqlens_k, varlen)
+        launch_split(kernel, params, reduce, q, k, v, out, lse, block_table, seqlens_k, varlen, kv_quant)
     return out if lse is None else (out, lse)
 
 

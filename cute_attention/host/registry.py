@@ -27,6 +27,7 @@ class AttnDesc:
     has_window: bool
     group: int = 1  # query heads per KV head (GQA)
     block_size: int = 0  # paged KV cache block size; 0 for a contiguous cache
+    kv_quant: str | None = None  # a quantized cache's format (int8, int4, fp8; :mod:`cute_attention.kv.quant`)
 
 
 Predicate = Callable[[AttnDesc], bool]
@@ -246,7 +247,8 @@ def default_configs(target: str, desc: AttnDesc) -> tuple[str, ...]:
     K/V or a cache (more than 64 query rows: shorter queries keep the sm80 decode tiles of 16-64 rows, which read a
     cache 0-2% faster than sm90's PackGQA tiles), then sm80's. Chunked prefill over a paged cache (H100, 256 query
     rows, 32/8 heads, d128, paged 16 / 64, 4 x 8k and 16 x 2k,
-    benchmarks/results/h200/chunked_sm90_cp_async_88aa676_h100.json): sm90 477-659 TFLOP/s against sm80's 285-374."""
-    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64:
+    benchmarks/results/h200/chunked_sm90_cp_async_88aa676_h100.json): sm90 477-659 TFLOP/s against sm80's 285-374.
+    A quantized cache keeps sm80's: the Hopper kernels have no dequant step."""
+    if target in SM90_SASS_TARGETS and desc.seqlen_q > 64 and desc.kv_quant is None:
         return ("sm90", DEFAULT_CONFIG)
     return (DEFAULT_CONFIG,)

@@ -67,6 +67,29 @@ def fake_paged(dtype, head_dim: int, block_size: int):
     return make_fake_tensor(dtype, shape, stride=_sym_strides(4), assumed_align=ALIGN_BYTES)
 
 
+def fake_quant_cache(dtype, cols: int, block_size: int | None = None):
+    """A quantized K or V cache of an 8-bit type, ``(batch, seqlen, nheads_kv, cols)`` or paged ``(num_blocks,
+    block_size, nheads_kv, cols)``: 16-byte aligned, strides multiples of 16 elements."""
+    rows = cute.sym_int() if block_size is None else block_size
+    strides = tuple(cute.sym_int64(divisibility=ALIGN_BYTES) for _ in range(3)) + (1,)
+    return make_fake_tensor(dtype, (cute.sym_int(), rows, cute.sym_int(), cols), stride=strides,
+                            assumed_align=ALIGN_BYTES)
+
+
+def fake_quant_params(dtype, block_size: int | None = None):
+    """A quantized cache's (scale, zero) pairs, the cache's shape with ``d`` replaced by 2 (pairs aligned)."""
+    rows = cute.sym_int() if block_size is None else block_size
+    strides = tuple(cute.sym_int64(divisibility=2) for _ in range(3)) + (1,)
+    return make_fake_tensor(dtype, (cute.sym_int(), rows, cute.sym_int(), 2), stride=strides,
+                            assumed_align=2 * dtype.width // 8)
+
+
+def fake_descale():
+    """fp32 ``(batch, nheads_kv)`` descale factors of an fp8 cache (any strides: 0 broadcasts one factor)."""
+    return make_fake_tensor(cutlass.Float32, (cute.sym_int(), cute.sym_int()),
+                            stride=(cute.sym_int64(), cute.sym_int64()), assumed_align=4)
+
+
 def fake_int32(rank: int):
     """An int32 tensor with a contiguous last dim (block table: rank 2, sequence lengths: rank 1)."""
     shape = tuple(cute.sym_int() for _ in range(rank))

@@ -40,6 +40,8 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 from cutlass.memory import SmemAllocator
 
+from cute_attention.arch.common.combined_iterator import CombinedIterator, Pair
+from cute_attention.arch.common.kv_dequant import PARAMS, STORAGE
 from cute_attention.arch.common.thread_map import ThreadMap
 from cute_attention.core.contracts import MainloopArgs, RowOp
 from cute_attention.core.masks import MaskSpec
@@ -49,10 +51,13 @@ from cute_attention.kernels.abi import (
     DTYPES,
     KernelRecord,
     fake_bshd,
+    fake_descale,
     fake_int32,
     fake_lse,
     fake_paged,
     fake_partial_o,
+    fake_quant_cache,
+    fake_quant_params,
     runtime,
 )
 from cute_attention.kernels.attention_ws import AttentionKernelWS
@@ -83,6 +88,12 @@ class AttentionArgs(NamedTuple):
     mCuSeqlensK: cute.Tensor | None = None
     max_seqlen_q: Int32 | None = None  # sizes the grid's query tiles
     num_ctas: Int32 | None = None  # persistent kernels: CTAs to launch (the GPU's SM count), else None
+    # a quantized cache (mK/mV then hold its 8-bit data): int8/int4 (scale, zero) pairs shaped like mK with d -> 2;
+    # fp8 fp32 descale factors (batch, nheads_kv)
+    mKParams: cute.Tensor | None = None
+    mVParams: cute.Tensor | None = None
+    mKDescale: cute.Tensor | None = None
+    mVDescale: cute.Tensor | None = None
 
 
 def fp32(x: float) -> float:
@@ -135,8 +146,16 @@ class AttentionParams(KernelRecord):
 
     def fake_args(self) -> tuple:
         """Symbolic arguments of a compile (everything but the stream)."""
-        dtype, d, cache = DTYPES[self.dtype], self.head_dim, self.variant.kv_cache
+        dtype, d, cache, fmt = DTYPES[self.dtype], self.head_dim, self.variant.kv_cache, self.variant.kv_quant
         kv = (lambda: fake_paged(dtype, d, cache.block_size)) if cache.paged else (lambda: fake_bshd(dtype, d))
+        block = cache.block_size if cache.paged else None
+        kv_params = kv_descale = lambda: None
+        if fmt is not None:
+            kv = lambda: fake_quant_cache(STORAGE[fmt.kind], fmt.stored_cols(d), block)  # noqa: E731
+            if fmt.has_params:
+                kv_params = lambda: fake_quant_params(PARAMS[fmt.param_dtype], block)  # noqa: E731
+            else:
+                kv_descale = fake_descale
         args = AttentionArgs(
             mQ=fake_bshd(dtype, d),
             mK=kv(),
@@ -152,6 +171,10 @@ class AttentionParams(KernelRecord):
             mCuSeqlensK=fake_int32(1) if self.varlen else None,
             max_seqlen_q=Int32(1) if self.varlen else None,
             num_ctas=Int32(1) if self.persistent else None,
+            mKParams=kv_params(),
+            mVParams=kv_params(),
+            mKDescale=kv_descale(),
+            mVDescale=kv_descale(),
         )
         return args, Int32(1)
 
@@ -160,15 +183,17 @@ class AttentionParams(KernelRecord):
         """The kernel walks work units in one CTA per SM (its launch needs the SM count)."""
         return getattr(self.variant.mainloop, "persistent", False)
 
-    def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None, varlen=None, num_ctas=None) -> tuple:
+    def launch_args(self, q, k, v, out, lse, block_table=None, seqlens_k=None, varlen=None, num_ctas=None,
+                    kv_quant=(None, None, None, None)) -> tuple:
         """One launch's arguments: ``out``/``lse`` are the result, or with ``split_kv`` the fp32 partials;
         ``varlen``: ``(cu_seqlens_q, cu_seqlens_k, max_seqlen_q)`` of a ragged batch; ``num_ctas``: the SM count,
-        for persistent kernels."""
+        for persistent kernels; ``kv_quant``: a quantized cache's (k params, v params, k descale, v descale)."""
         cu_q, cu_k, max_q = varlen if varlen is not None else (None, None, None)
         if self.persistent and num_ctas is None:
             raise ValueError(f"{self.label} is persistent: its launch needs num_ctas (the GPU's SM count)")
         return (AttentionArgs(q, k, v, out, lse, block_table, seqlens_k, self.scale_log2, self.window_left,
-                              self.window_right, cu_q, cu_k, max_q, num_ctas if self.persistent else None),
+                              self.window_right, cu_q, cu_k, max_q, num_ctas if self.persistent else None,
+                              *kv_quant),
                 self.num_splits)
 
 
@@ -189,7 +214,7 @@ class AttentionKernel(AttentionKernelBase):
         and the ring share their bytes."""
         elem = self.dtype.width // 8
         q = SmemPart("q", self.tile_m * self.head_dim * elem)
-        ring = SmemPart("ring", self.mainloop.kv_slots * self.tile_n * self.head_dim * elem)
+        ring = SmemPart("ring", self.mainloop.kv_slots * self.impl.kv_slot_bytes())
         merge = SmemPart("merge", self.impl.merge_bytes())
         scratch = SmemPart("scratch", self.impl.scratch_bytes())
         if self.impl.q_in_regs:
@@ -244,6 +269,26 @@ class AttentionKernel(AttentionKernelBase):
         else:
             self.body(args, work, tidx)
 
+    def kv_tiles(self, args: AttentionArgs, work) -> tuple:
+        """The K/V gmem iterator and this CTA's K and V tiles: ``(tile_n, head_dim, tiles)`` tensors or a paged
+        cache's row sources; for an int8/int4 cache the combined iterator and (data, params) pairs."""
+        cache, fmt = self.kv_cache, self.kv_quant
+        if fmt is None:
+            it = self.mainloop.gmem_iterator(self.dtype, self.tile_n, self.head_dim, self.threads)
+            return (it, *(cache.tiles(m, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
+                          for m in (work.mK, work.mV)))
+        cols = fmt.stored_cols(self.head_dim)
+        it = self.mainloop.gmem_iterator(STORAGE[fmt.kind], self.tile_n, cols, self.threads)
+        gK, gV = (cache.tiles(m, work.batch, work.kv_head, self.tile_n, cols, args.mPageTable)
+                  for m in (work.mK, work.mV))
+        if not fmt.has_params:
+            return it, gK, gV
+        param_dtype = PARAMS[fmt.param_dtype]
+        params_it = self.mainloop.gmem_iterator(param_dtype, self.tile_n, 2, self.tile_n, 2 * param_dtype.width)
+        gKp, gVp = (cache.tiles(m, work.batch, work.kv_head, self.tile_n, 2, args.mPageTable)
+                    for m in (args.mKParams, args.mVParams))
+        return CombinedIterator(it, params_it), Pair(gK, gKp), Pair(gV, gVp)
+
     @cute.jit
     def body(self, args: AttentionArgs, work, tidx):
         """Prologue, mainloop and epilogue of one CTA's :class:`~cute_attention.kernels.tile_work.TileWork`."""
@@ -280,11 +325,11 @@ class AttentionKernel(AttentionKernelBase):
             impl.load_q_regs(st)
             cute.arch.barrier()
         acc_O = impl.make_acc_O(st)
-        softmax = impl.make_softmax(args.scale_log2, acc_O)
-        kv_it = self.mainloop.gmem_iterator(self.dtype, self.tile_n, self.head_dim, self.threads)
-        # (tile_n, head_dim, tiles), or a paged cache's row source
-        gK = self.kv_cache.tiles(work.mK, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
-        gV = self.kv_cache.tiles(work.mV, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
+        scale_log2 = args.scale_log2
+        if cutlass.const_expr(args.mKDescale is not None):
+            scale_log2 = scale_log2 * args.mKDescale[work.batch, work.kv_head]  # fp8: S = descale_K · Q·K8ᵀ
+        softmax = impl.make_softmax(scale_log2, acc_O)
+        kv_it, gK, gV = self.kv_tiles(args, work)
         k_part = kv_it.partition(tidx, gK, sKV, src_rows=self.kv_cache.paged)
         v_part = kv_it.partition(tidx, gV, sKV, src_rows=self.kv_cache.paged)
         mainloop_args = MainloopArgs(
@@ -297,5 +342,7 @@ class AttentionKernel(AttentionKernelBase):
         self.mainloop.run(mainloop_args)
 
         # ---- epilogue (the warp merge reuses the drained K/V ring) ----
+        if cutlass.const_expr(args.mVDescale is not None):
+            acc_O.store(acc_O.load() * args.mVDescale[work.batch, work.kv_head])  # fp8: O = descale_V · P·V8
         lse = self.epilogue.normalize(st, softmax, acc_O, ptr_kv)
         self.epilogue.write(tidx, st, acc_O, lse, sQ, work.mO, work.mLSE, work)

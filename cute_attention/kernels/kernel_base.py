@@ -8,7 +8,7 @@ Both bodies (:class:`~cute_attention.kernels.attention.AttentionKernel`, every w
 
 from __future__ import annotations
 
-from cute_attention.core.targets import has_pdl
+from cute_attention.core.targets import has_pdl, sm_version
 from cute_attention.kernels.abi import DTYPES
 from cute_attention.kernels.prologue import Prologue
 from cute_attention.kernels.shared_storage import storage_bytes
@@ -29,7 +29,11 @@ class AttentionKernelBase:
         self.varlen = params.varlen
         self.pdl = params.split_kv and has_pdl(target)
         self.pack_gqa = variant.pack_gqa
-        self.impl = variant.impl.build(self.dtype, self.head_dim)
+        self.kv_quant = variant.kv_quant
+        if self.kv_quant is not None and self.kv_quant.kind in variant.impl.kv_quant_kinds:
+            self.impl = variant.impl.build(self.dtype, self.head_dim, kv_quant=self.kv_quant)
+        else:  # (an Impl without the format's dequant step: why_not_variant refuses it)
+            self.impl = variant.impl.build(self.dtype, self.head_dim)
         self.mainloop = variant.mainloop
         self.kv_cache = variant.kv_cache
         self.cta_map = variant.cta_map.for_mask(params.mask)
@@ -45,6 +49,18 @@ class AttentionKernelBase:
         """The variant's own limits: its dtypes and head dims; varlen batches read packed K/V, not a paged cache."""
         if self.varlen and self.kv_cache.paged:
             return f"varlen batches read packed K/V; variant {self.variant.name} reads a paged cache"
+        fmt = self.kv_quant
+        if fmt is not None:
+            if fmt.kind not in self.variant.impl.kv_quant_kinds:
+                return f"the {self.variant.impl.family} Impl has no {fmt.kind} dequant step"
+            if not self.mainloop.kv_quant:
+                return f"the {self.mainloop.name} mainloop does not move quantized K/V"
+            if self.varlen:
+                return "varlen batches read fp16/bf16 K/V, not a quantized cache"
+            if fmt.kind == "fp8" and sm_version(self.target) < 89:
+                return f"fp8 K/V needs the e4m3 conversions of sm_89 and newer, not {self.target}"
+            if fmt.stored_cols(self.head_dim) % 16:
+                return f"{fmt.kind} rows of head_dim {self.head_dim} are not a multiple of 16 bytes"
         if self.params.dtype not in self.variant.dtypes:
             return f"dtype {self.params.dtype} not in {self.variant.dtypes}"
         if self.head_dim not in self.variant.head_dims:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cute_attention.core.contracts import CtaMap, ImplRecipe, KVCacheLayout, MainloopStrategy
 from cute_attention.kernels.cta_map import AttentionCtaMap
 from cute_attention.kv import LinearKVCache
+from cute_attention.kv.quant import KVQuant
 
 ALL_HEAD_DIMS = (64, 96, 128, 192, 256)
 
@@ -39,11 +40,15 @@ class Variant:
     pack_gqa: bool = False
     # compile targets the variant's instructions exist on (None: every target); the catalogue builds it only there
     targets: tuple[str, ...] | None = None
+    # a quantized K/V cache (:mod:`cute_attention.kv.quant`): K/V move as bytes with their parameters through the
+    # combined iterator and the Impl dequantizes them (None: fp16/bf16 K/V)
+    kv_quant: KVQuant | None = None
 
     def describe(self) -> str:
         return (f"{self.config}: {self.impl.describe()}; {self.mainloop.describe()}; {self.kv_cache.name} KV"
                 + (f"; ptxas {self.ptxas_options}" if self.ptxas_options else "")
-                + ("; query heads packed into M" if self.pack_gqa else ""))
+                + ("; query heads packed into M" if self.pack_gqa else "")
+                + (f"; {self.kv_quant.name} KV" if self.kv_quant is not None else ""))
 
 
 @functools.lru_cache(maxsize=256)
@@ -51,3 +56,9 @@ def with_kv_cache(base: Variant, cache: KVCacheLayout) -> Variant:
     """``base`` reading K/V through ``cache`` (named ``base+cache``; built once per pair, it is part of compile
     keys)."""
     return dataclasses.replace(base, name=f"{base.name}+{cache.name}", kv_cache=cache)
+
+
+@functools.lru_cache(maxsize=256)
+def with_kv_quant(base: Variant, fmt: KVQuant) -> Variant:
+    """``base`` over a cache quantized as ``fmt`` (named ``base+fmt``)."""
+    return dataclasses.replace(base, name=f"{base.name}+{fmt.name}", kv_quant=fmt)

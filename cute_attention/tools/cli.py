@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--no-split", action="store_true", help="skip the split-K builds and reduction kernels")
     pre.add_argument("--append", action="store_true", help="also the KV append kernels of the cache layouts")
     pre.add_argument("--varlen", action="store_true", help="also the varlen (ragged) builds of the linear layout")
+    pre.add_argument("--kv-quant", nargs="+", default=[], metavar="FORMAT",
+                     help="also the quantized-cache builds of the cache layouts: int8, int4, fp8 (int8_f32, "
+                          "int4_f32, ...: (scale, zero) pairs of that dtype instead of the call's)")
     pre.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiler processes")
     cache = sub.add_parser("cache", help="show (or --clear) the on-disk compile cache")
     cache.add_argument("--clear", action="store_true", help="remove every entry (of every fingerprint)")
@@ -163,6 +166,11 @@ def _precompile(parser, args) -> int:
     from cute_attention.tools import precompile
 
     variants = _variants(parser, args)
+    for name in args.kv_quant:
+        try:
+            precompile.kv_quant(name, "bfloat16")
+        except ValueError as e:
+            parser.error(f"--kv-quant: {e}")
     for layout in args.kv:
         try:
             precompile.kv_cache(layout)
@@ -177,7 +185,7 @@ def _precompile(parser, args) -> int:
         head_dims=tuple(args.head_dim) if args.head_dim else None, dtypes=tuple(args.dtype),
         masks=tuple(args.mask), lse={"no": (False,), "yes": (True,), "both": (False, True)}[args.lse],
         kv=tuple(args.kv), split=not args.no_split, append=args.append,
-        varlen=args.varlen)
+        varlen=args.varlen, kv_quant=tuple(args.kv_quant))
     try:
         _, _, failures = precompile.run(sel, jobs=max(1, args.jobs))
     except RuntimeError as e:

@@ -6,7 +6,9 @@ config(s) (or the named ones) for each KV layout (``linear``: :func:`~cute_atten
 ``paged<B>``: :func:`~cute_attention.attention_with_kvcache`), head dim, dtype, mask and LSE choice; with
 ``split`` the split-K builds and the reduction kernels; with ``append`` the KV append kernels; with ``varlen`` the
 ragged builds (:func:`~cute_attention.api.varlen.attention_varlen`) of the linear layout (variants that read
-a paged cache have none).
+a paged cache have none); with ``kv_quant`` formats the quantized builds of the cache layouts (``int8``, ``int4``:
+(scale, zero) pairs in the call's dtype, as :func:`~cute_attention.quantize_kv` makes them by default;
+``int8_f32``, ``int4_f32``, ``int8_f16``, ...: pairs of that dtype; ``fp8``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from cute_attention.host.compile_cache import CACHE, CompileKey
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.kv_append import AppendParams
 from cute_attention.kernels.split_reduce import ReduceParams
-from cute_attention.kernels.variant import Variant, with_kv_cache
+from cute_attention.kernels.variant import Variant, with_kv_cache, with_kv_quant
 from cute_attention.kv import PAGED_BLOCK_SIZES, LinearKVCache, PagedKVCache
+from cute_attention.kv.quant import KV_QUANT_KINDS, KVQuant
 from cute_attention.tools.progress import Progress
 
 MASKS = {"none": MaskSpec(False, False), "causal": MaskSpec(False, True), "window": MaskSpec(True, True),
@@ -43,6 +46,20 @@ def kv_cache(layout: str):
     raise ValueError(f"unknown KV layout {layout!r}; known: {', '.join(KV_LAYOUTS)}")
 
 
+PARAM_SUFFIXES = {"f16": "float16", "bf16": "bfloat16", "f32": "float32"}
+
+
+def kv_quant(name: str, dtype: str) -> KVQuant:
+    """The format a ``--kv-quant`` name stands for in a ``dtype`` build (``int8``: pairs of ``dtype``)."""
+    kind, _, suffix = name.partition("_")
+    if kind not in KV_QUANT_KINDS or (suffix and (kind == "fp8" or suffix not in PARAM_SUFFIXES)):
+        raise ValueError(f"unknown KV quantization {name!r}; known: int8, int4, fp8, or int8/int4 with a "
+                         f"parameter dtype suffix ({', '.join('_' + k for k in PARAM_SUFFIXES)})")
+    if kind == "fp8":
+        return KVQuant("fp8")
+    return KVQuant(kind, PARAM_SUFFIXES[suffix] if suffix else dtype)
+
+
 @dataclass(frozen=True)
 class Selection:
     """What to precompile (every field a tuple of choices)."""
@@ -57,6 +74,7 @@ class Selection:
     split: bool = True
     append: bool = False
     varlen: bool = False  # also the varlen (ragged) builds of the linear layout
+    kv_quant: tuple[str, ...] = ()  # also the quantized builds of the cache layouts (names for :func:`kv_quant`)
 
 
 def keys(sel: Selection) -> Iterator[CompileKey]:
@@ -69,10 +87,11 @@ def keys(sel: Selection) -> Iterator[CompileKey]:
 
 
 def _buildable(key: CompileKey) -> bool:
-    """Attention keys of target-bound variants (sm90) that their kernel refuses (paged, varlen, ...) are skipped:
-    those calls run the sm80 variants. Every other key is compiled, so a broken build still fails."""
+    """Attention keys of target-bound variants (sm90) or quantized caches that their kernel refuses (paged, varlen,
+    no dequant step, fp8 before sm_89, ...) are skipped: those calls run other variants or are refused before any
+    launch. Every other key is compiled, so a broken build still fails."""
     variant = key.params.variant
-    if variant.targets is None:
+    if variant.targets is None and variant.kv_quant is None:
         return True
     return key.params.build(key.target).why_not(key.target) is None
 
@@ -87,14 +106,17 @@ def _all_keys(sel: Selection) -> Iterable[CompileKey]:
     for target in sel.targets:
         for layout in sel.kv:
             cache = kv_cache(layout)
-            for base in sel.variants:
+            quants = (None, *sel.kv_quant) if cache is not None else (None,)
+            for base, quant in ((b, q) for b in sel.variants for q in quants):
                 if base.targets is not None and target not in base.targets:
                     continue
-                variant = base if cache is None else with_kv_cache(base, cache)
                 for d in base.head_dims:
                     if sel.head_dims is not None and d not in sel.head_dims:
                         continue
                     for dtype in (t for t in sel.dtypes if t in base.dtypes):
+                        variant = base if cache is None else with_kv_cache(base, cache)
+                        if quant is not None:
+                            variant = with_kv_quant(variant, kv_quant(quant, dtype))
                         for mask in sel.masks:
                             ragged = sel.varlen and cache is None and not base.kv_cache.paged
                             for varlen in (False, True) if ragged else (False,):
@@ -107,7 +129,7 @@ def _all_keys(sel: Selection) -> Iterable[CompileKey]:
                         if sel.split:
                             for lse in sel.lse:
                                 yield CompileKey.of(ReduceParams(dtype, d, lse), target)
-                        if sel.append and cache is not None:
+                        if sel.append and cache is not None and quant is None:
                             yield CompileKey.of(AppendParams(dtype, d, cache.block_size), target)
 
 
