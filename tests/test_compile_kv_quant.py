@@ -9,7 +9,7 @@ import pytest
 
 from cute_attention.core.masks import MaskSpec
 from cute_attention.host.compile_cache import CACHE, CompileKey
-from cute_attention.host.registry import SM80_M16N64_W1X4_PACK_LA, SM80_M64N64_WS2_PACK
+from cute_attention.host.registry import SM75_M64N64, SM80_M16N64_W1X4_PACK_LA, SM80_M64N64_WS2_PACK
 from cute_attention.kernels.attention import AttentionParams
 from cute_attention.kernels.variant import with_kv_cache, with_kv_quant
 from cute_attention.kv import LinearKVCache, PagedKVCache
@@ -56,9 +56,11 @@ def test_quantized_decode_tile_sass(target, fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS[:3], ids=[f.name for f in FORMATS[:3]])
 def test_quantized_split_and_contiguous_builds(fmt):
-    """Split-K partials over a contiguous cache with lengths, and a 64-row PackGQA tile (the prefill-side path)."""
+    """Split-K partials over a contiguous cache with lengths, a 64-row PackGQA tile (the prefill-side path), and the
+    Sm70 register-staged mainloop (the combined iterator's load / save path) under Turing's m16n8k8 Impl."""
     for base, cache, split in ((SM80_M16N64_W1X4_PACK_LA, LinearKVCache(seqlens=True), True),
-                               (SM80_M64N64_WS2_PACK, PagedKVCache(16), False)):
+                               (SM80_M64N64_WS2_PACK, PagedKVCache(16), False),
+                               (SM75_M64N64, PagedKVCache(16), False)):
         key, cubin = build(fmt, "sm_90a", base, cache, split)
         stats = inspect_cubin(cubin)
         assert stats.registers <= 255
