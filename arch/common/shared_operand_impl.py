@@ -211,6 +211,10 @@ class SharedOperandImpl(WarpGroupImpl):
     def q_tile(self, ptr: cute.Pointer) -> cute.Tensor:
         return smem_tile(ptr, self.dtype, self.tile_m, self.head_dim)
 
+    def kv_slot_bytes(self) -> int:
+        """Shared memory of one K/V ring slot."""
+        return self.tile_n * self.head_dim * self.dtype.width // 8
+
     def kv_ring(self, ptr: cute.Pointer, slots: int) -> cute.Tensor:
         return smem_tile(ptr, self.dtype, self.tile_n, self.head_dim, slots)
 

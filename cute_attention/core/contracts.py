@@ -68,6 +68,8 @@ class Impl(Protocol):
 
     def q_tile(self, ptr) -> Any: ...
 
+    def kv_slot_bytes(self) -> int: ...
+
     def kv_ring(self, ptr, slots: int) -> Any: ...
 
     def merge_bytes(self) -> int: ...
@@ -184,6 +186,7 @@ class WarpSpecializedMainloop(Protocol):
     stages: int
     kv_slots: int
     warp_specialized: bool  # True: the kernel object builds the warp-specialized body (kernels/attention_ws.py)
+    kv_quant: bool  # moves quantized K/V (a combined iterator)
     sass_required: tuple[str, ...]
     sass_forbidden: tuple[str, ...]
 
