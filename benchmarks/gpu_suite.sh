@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suite in nineteen parallel parts on one GPU machine (the parts compile their kernels side by side on
+# The GPU test suite in twenty-two parallel parts on one GPU machine (the parts compile their kernels side by side on
 # its cores; the whole suite took 462 s on the H200 with 16 cores). The parts' logs end up in $OUT/pytest_gpu.log,
 # a summary is printed last.
 #   source .device/env.sh; bash benchmarks/gpu_suite.sh
@@ -29,6 +29,9 @@ run v2 tests/test_gpu_varlen.py -k "not sm90 and not (d64 or d96 or d128)"
 run v3 tests/test_gpu_varlen.py -k "sm90"
 run c1 tests/test_gpu_sm90_cp_async.py
 run t1 tests/test_gpu_torch.py
+run q1 tests/test_gpu_kv_quant.py -k "every_block_size or prefill_over_cache or error_against"
+run q2 tests/test_gpu_kv_quant.py -k "formats_paged16 or append"
+run q3 tests/test_gpu_kv_quant.py -k "head_dims"
 wait
 for f in "$OUT"/part_*.log; do head -1 "$f"; grep -E "passed|failed|error|Timeout|Error" "$f" | tail -3; done
 cat "$OUT"/part_*.log > "$OUT/pytest_gpu.log" && rm "$OUT"/part_*.log

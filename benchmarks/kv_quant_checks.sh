@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quantized KV caches' GPU work in one device call of under 10 minutes (16-core H200 machine):
-#   source .device/env.sh; bash benchmarks/kv_quant_checks.sh check   # GPU tests (16 processes), then sanitizer
+#   source .device/env.sh; bash benchmarks/kv_quant_checks.sh check   # GPU tests (17 processes), then sanitizer
 # The test parts run side by side so their compiles overlap; the head-groups decode test of the cache suite rides
 # along (one process per group size). Logs land in $OUT as one parts.log (a line per part printed last).
 set -u
@@ -14,7 +14,8 @@ part() {  # name, seconds kept back, pytest args...
   ( timeout "$(( $(left) - keep ))" python3 -m pytest -q -p no:cacheprovider -s "$@" > "$OUT/part_$name.log" 2>&1
     echo "rc=$?" >> "$OUT/part_$name.log" ) &
 }
-QUANT_CASES="decode_int8_lookahead_split decode_int4_bs16 decode_fp8_split prefill_int4_over_cache"
+QUANT_CASES="decode_int8_lookahead_split decode_int4_bs16 decode_fp8_split prefill_int4_over_cache append_int8_bs16
+  append_fp8"
 case "${1:-check}" in
   check)
     T=tests/test_gpu_kv_quant.py
@@ -23,6 +24,7 @@ case "${1:-check}" in
     for f in int8 int4 fp8 int8_f32; do part "formats_$f" 200 $T -k "formats_paged16 and $f]"; done
     for d in 64 96 192 256; do part "dims_$d" 200 $T -k "head_dims and $d-"; done
     part prefill 200 $T -k "prefill_over_cache or error_against"
+    part append 200 $T -k "append"
     for g in 1 2 4 8 16; do part "head_groups_$g" 200 tests/test_gpu_kvcache.py -k "head_groups and gqa$g]"; done
     wait
     echo "tests done $(( $(date +%s) - t0 ))s"

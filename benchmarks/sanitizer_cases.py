@@ -58,16 +58,21 @@ def decode_paged(variant=None, splits=0, append=True, config=None, sq=1, bs=16, 
     return run
 
 
-def decode_quant(kind, variant=None, splits=0, sq=1, bs=64, d=128):
-    """Decode (or prefill rows) over a paged quantized cache against the reference on the dequantized cache."""
+def decode_quant(kind, variant=None, splits=0, sq=1, bs=64, d=128, append=False):
+    """Decode (or prefill rows) over a paged quantized cache (``append``: after the quantizing append of ``sq`` new
+    tokens) against the reference on the dequantized cache."""
     def run():
         b, h, hkv = 2, 16, 4
         q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
-        blocks_per_seq = -(-(130 + 16) // bs)
+        blocks_per_seq = -(-(130 + sq + 16) // bs)
         nblocks = 2 * blocks_per_seq + 4
         kc, vc = (torch.randn(nblocks, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         table = torch.randperm(nblocks, device="cuda", dtype=torch.int32)[:2 * blocks_per_seq].view(b, -1)
         lens = torch.tensor([57, 130], device="cuda", dtype=torch.int32)
+        new = {}
+        if append:
+            new = dict(k=torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16),
+                       v=torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16))
         if kind == "fp8":
             per_head = (torch.stack((kc, vc)).float().abs().amax(dim=(1, 2, 4)) / 448.0)[:, None]
             (kd, kp), (vd, vp) = (quantize_kv(c, "fp8", descale=s) for c, s in ((kc, per_head[0]), (vc, per_head[1])))
@@ -75,10 +80,11 @@ def decode_quant(kind, variant=None, splits=0, sq=1, bs=64, d=128):
         else:
             (kd, kp), (vd, vp) = (quantize_kv(c, kind) for c in (kc, vc))
             extra = dict(k_cache_params=kp, v_cache_params=vp)
+        out = attention_with_kvcache(q, kd, vd, lens, block_table=table, num_splits=splits, variant=variant, **extra,
+                                     **new)
         kq, vq = (dequantize_kv(x, p).to(torch.bfloat16) for x, p in ((kd, kp), (vd, vp)))
-        out = attention_with_kvcache(q, kd, vd, lens, block_table=table, num_splits=splits, variant=variant, **extra)
         for i in range(b):
-            n = int(lens[i])
+            n = int(lens[i]) + (sq if append else 0)
             blocks = table[i, : (n + bs - 1) // bs].long()
             kk = kq[blocks].reshape(-1, hkv, d)[:n][None]
             vv = vq[blocks].reshape(-1, hkv, d)[:n][None]
@@ -139,6 +145,8 @@ CASES = {
     "decode_int4_bs16": decode_quant("int4", bs=16, splits=1),
     "decode_fp8_split": decode_quant("fp8", splits=2),
     "prefill_int4_over_cache": decode_quant("int4", sq=37, splits=1),
+    "append_int8_bs16": decode_quant("int8", sq=3, bs=16, append=True),
+    "append_fp8": decode_quant("fp8", sq=2, append=True),
     "decode_simt_pack": decode_paged(variant="simt_m8n64_w1x4_s3_pack", splits=1, append=False),
     "prefill_sm90_causal": prefill(variant="sm90_m128n128", causal=True),
     "prefill_sm90_window_split": prefill(variant="sm90_m128n128", window_size=(40, 7), num_splits=3),

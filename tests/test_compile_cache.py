@@ -33,7 +33,7 @@ def test_records_split_compile_time_and_runtime_fields():
     assert {f.name for f in dataclasses.fields(CompileKey)} == {"params", "target"}
     for f in dataclasses.fields(Variant):
         assert f.name in {"name", "impl", "mainloop", "kv_cache", "cta_map", "config", "head_dims", "dtypes",
-                          "ptxas_options", "spill_budget", "pack_gqa", "targets"}
+                          "ptxas_options", "spill_budget", "pack_gqa", "targets", "kv_quant"}
 
 
 def test_runtime_values_never_reach_the_key():

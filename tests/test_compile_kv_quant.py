@@ -65,3 +65,22 @@ def test_quantized_split_and_contiguous_builds(fmt):
         stats = inspect_cubin(cubin)
         assert stats.registers <= 255
         assert not promise_violations(key, stats), promise_violations(key, stats)
+
+
+APPENDS = [(KVQuant("int8", "bfloat16"), 64, 128), (KVQuant("int4", "float32"), 0, 96), (KVQuant("fp8"), 16, 128)]
+
+
+@pytest.mark.parametrize("fmt,block_size,d", APPENDS, ids=["int8-paged64", "int4-d96", "fp8"])
+def test_quantizing_append_compiles(fmt, block_size, d):
+    """The quantizing append: a row's min / max by warp shuffles (integer formats), IEEE-rounded reciprocal and
+    round-to-nearest-even instructions (no approximation), e4m3 packing in hardware for fp8; no local memory."""
+    from cute_attention.kernels.kv_append import AppendParams
+
+    cubin = CACHE.get(CompileKey.of(AppendParams("bfloat16", d, block_size, kv_quant=fmt), "sm_90a")).cubin
+    stats = inspect_cubin(cubin)
+    sass = disassemble(cubin)
+    assert stats.spills == 0
+    if fmt.has_params:
+        assert stats.count("SHFL") > 0 and "FRND" in sass and "MUFU.RCP" in sass
+    else:
+        assert "F2FP.SATFINITE.E4M3" in sass or "E4M3" in sass

@@ -158,3 +158,56 @@ def test_error_against_unquantized():
              for kind in ("int8", "int4", "fp8")}
     print("max |out - unquantized reference|:", {k: f"{v:.2e}" for k, v in worst.items()})
     assert worst["int8"] <= 2e-2
+
+
+@pytest.mark.parametrize("kind,param_dtype", FORMATS, ids=FORMAT_IDS)
+@pytest.mark.parametrize("bs", [16, 64, None], ids=["bs16", "bs64", "contiguous"])
+def test_quantizing_append_is_byte_exact(kind, param_dtype, bs):
+    """New K/V through ``attention_with_kvcache(k=, v=)`` land quantized in their slots byte for byte as the torch
+    reference quantizer writes them (data and parameters); every other slot keeps its bytes; the attention that
+    follows sees them."""
+    d, nheads, nheads_kv, new, dtype = 128, 8, 2, 3, torch.bfloat16
+    lengths = [0, 15, 16, 40]
+    if bs is None:
+        table = None
+        k_cache, v_cache = (rand(len(lengths), 64, nheads_kv, d, dtype=dtype) for _ in range(2))
+    else:
+        k_cache, v_cache, table = make_paged([n + new for n in lengths], bs, nheads_kv, d, dtype)
+    (kd, kp, k_arg), (vd, vp, v_arg) = (quantized(c, kind, param_dtype, table is not None) for c in (k_cache, v_cache))
+    batch = len(lengths)
+    if kind == "fp8":
+        extra = dict(k_descale=k_arg.expand(batch, -1)[:batch].contiguous(),
+                     v_descale=v_arg.expand(batch, -1)[:batch].contiguous())
+    else:
+        extra = dict(k_cache_params=kp, v_cache_params=vp)
+    k_new, v_new = (rand(batch, new, nheads_kv, d, dtype=dtype) for _ in range(2))
+    q = rand(batch, new, nheads, d, dtype=dtype)
+    before = [t.clone() for t in (kd, vd, kp, vp)]
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    out = attention_with_kvcache(q, kd, vd, seqlens, block_table=table, k=k_new, v=v_new, causal=True, **extra)
+    written = torch.zeros(kd.shape[:2], dtype=torch.bool, device="cuda")
+    for b, n in enumerate(lengths):
+        for i in range(new):
+            slot = (b, n + i) if table is None else (table[b, (n + i) // bs].item(), (n + i) % bs)
+            written[slot] = True
+            for data, params, src, desc in ((kd, kp, k_new, extra.get("k_descale")),
+                                            (vd, vp, v_new, extra.get("v_descale"))):
+                if kind == "fp8":
+                    want = quantize_kv(src[b : b + 1, i : i + 1], "fp8", descale=desc[b : b + 1])[0][0, 0]
+                    assert torch.equal(data[slot].view(torch.uint8), want.view(torch.uint8)), (b, i)
+                else:
+                    want, want_params = quantize_kv(src[b : b + 1, i : i + 1], kind, param_dtype=params.dtype)
+                    assert torch.equal(data[slot], want[0, 0]), (b, i)
+                    assert torch.equal(params[slot], want_params[0, 0]), (b, i)
+    for now, then in zip((kd, vd), before[:2]):
+        assert torch.equal(now[~written].view(torch.uint8), then[~written].view(torch.uint8))
+    if kind != "fp8":
+        for now, then in zip((kp, vp), before[2:]):
+            assert torch.equal(now[~written], then[~written])
+    rows = (lambda c, b, n: gather(c, table[b], n)) if table is not None else (lambda c, b, n: c[b : b + 1, :n])
+    k_deq = dequantize_kv(kd, kp if kind != "fp8" else k_arg.expand(kd.shape[0], -1)).to(dtype)
+    v_deq = dequantize_kv(vd, vp if kind != "fp8" else v_arg.expand(vd.shape[0], -1)).to(dtype)
+    for b, n in enumerate(lengths):
+        ok, err, bound = tolerance_check(out[b : b + 1], q[b : b + 1], rows(k_deq, b, n + new),
+                                         rows(v_deq, b, n + new), causal=True)
+        assert ok, f"batch {b}: max error {err:.3e} > bound {bound:.3e}"

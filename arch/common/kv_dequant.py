@@ -108,7 +108,7 @@ class KVDequant:
         ``op.coords`` is the head-dim column (1 for K, 0 for transposed V)."""
         src = op.q[None, None, k, slot]
         rq = cute.make_fragment_like(src, self.storage)
-        cute.basic_copy(src, rq)
+        cute.autovec_copy(src, rq)
         if cutlass.const_expr(self.fmt.kind == "fp8"):
             frag.store(rq.load().to(self.dtype))
         else:

@@ -156,9 +156,6 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         check_kv_quant_params(fmt, k_cache, batch, *quant)
     if (k is None) != (v is None):
         raise ValueError("k and v must be given together")
-    if k is not None and fmt is not None:
-        raise NotImplementedError(f"k/v: appending to a quantized ({fmt.kind}) cache is not implemented yet; "
-                                  "quantize the new tokens with quantize_kv and write them into the cache")
     seqlen_new = 0
     if k is not None:
         check_tensor("k", k, 4, "(batch, seqlen_new, nheads_kv, head_dim)")
@@ -207,7 +204,9 @@ def _plan(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, 
         params, num_splits, launcher.unsplit_ctas(variant, batch, seqlen_q, nheads, nheads_kv),
         math.ceil(capacity / variant.impl.tile_n), q.device.index, launcher.DECODE_WAVE_CAP,
         launcher.DECODE_CTAS_PER_SM, max_splits=max(1, MAX_GRID_YZ // batch))
-    append = launcher.compiled(AppendParams(dtype, head_dim, block_size if paged else 0)) if seqlen_new > 0 else None
+    append = None
+    if seqlen_new > 0:
+        append = launcher.compiled(AppendParams(dtype, head_dim, block_size if paged else 0, kv_quant=fmt))
     # which read-only inputs break the stride rule (their strides are in the signature; alignment is per call)
     copies = tuple(t is not None and not strides_ok(t) for t in (q, k, v))
     return KVCachePlan(kernel, params, reduce, append, (batch, nheads, seqlen_q) if return_lse else None, seqlen_new,
@@ -245,20 +244,21 @@ class KVCachePlan(LaunchPlan):
             if longest + self.seqlen_new > self.capacity:
                 raise ValueError(f"cache_seqlens + seqlen_new reaches {longest + self.seqlen_new} tokens, past the "
                                  f"cache's capacity of {self.capacity} per sequence")
-        # ---- append the new tokens on the device (only their slots; positions past the capacity are skipped) ----
-        seqlens_k = cache_seqlens
-        if self.append is not None:
-            launcher.launch(self.append, k.device, AppendParams.launch_args(
-                aligned(k, self.copies[1]), aligned(v, self.copies[2]), k_cache, v_cache, block_table, cache_seqlens))
-            seqlens_k = cache_seqlens + self.seqlen_new
-        q = aligned(q, self.copies[0])
-        if out is None:
-            out = torch.empty_like(q)
         fmt = self.params.variant.kv_quant
         if fmt is not None and fmt.kind == "fp8" and (quant[2] is None or quant[3] is None):
             # no descale: factors of 1, one tensor per plan (made once, so CUDA graphs capture no allocation)
             if self.unit_descale is None:
                 self.unit_descale = torch.ones((q.shape[0], k_cache.shape[2]), dtype=torch.float32, device=q.device)
             quant = (None, None, *(self.unit_descale if t is None else t for t in quant[2:]))
+        # ---- append the new tokens on the device (only their slots; positions past the capacity are skipped) ----
+        seqlens_k = cache_seqlens
+        if self.append is not None:
+            launcher.launch(self.append, k.device, AppendParams.launch_args(
+                aligned(k, self.copies[1]), aligned(v, self.copies[2]), k_cache, v_cache, block_table, cache_seqlens,
+                quant))
+            seqlens_k = cache_seqlens + self.seqlen_new
+        q = aligned(q, self.copies[0])
+        if out is None:
+            out = torch.empty_like(q)
         return launcher.run(self.kernel, self.params, self.reduce, q, k_cache, v_cache, out, self.lse_shape,
                             block_table, seqlens_k, kv_quant=quant)

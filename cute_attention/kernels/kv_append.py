@@ -1,4 +1,5 @@
-"""KV append: write new K/V tokens into their cache slots on the device (TurboMind's ``processKV`` step, no quant).
+"""KV append: write new K/V tokens into their cache slots on the device (TurboMind's ``processKV`` step; into a
+quantized cache: :mod:`~cute_attention.kernels.kv_quant_append`).
 
 Token ``i`` of sequence ``b`` goes to logical position ``cache_seqlens[b] + i``: row ``pos`` of a contiguous
 cache, or row ``pos % block_size`` of block ``block_table[b, pos // block_size]`` of a paged one. Positions
@@ -17,10 +18,22 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
+from cute_attention.arch.common.kv_dequant import PARAMS, STORAGE
 from cute_attention.core.contracts import KVCacheLayout, RowOp
-from cute_attention.kernels.abi import DTYPES, KernelRecord, fake_bshd, fake_int32, fake_paged
+from cute_attention.kernels.abi import (
+    DTYPES,
+    KernelRecord,
+    fake_bshd,
+    fake_descale,
+    fake_int32,
+    fake_paged,
+    fake_quant_cache,
+    fake_quant_params,
+)
+from cute_attention.kernels.kv_quant_append import KVQuantAppend
 from cute_attention.kernels.prologue import TokenRows, apply_ops
 from cute_attention.kv import LinearKVCache, PagedKVCache
+from cute_attention.kv.quant import KVQuant
 
 THREADS = 128
 VEC_BITS = 128
@@ -35,6 +48,12 @@ class AppendArgs(NamedTuple):
     mVc: cute.Tensor
     mPageTable: cute.Tensor | None  # (batch, max_blocks) int32, paged caches only
     mSeqlens: cute.Tensor  # (batch,) int32 tokens already cached
+    # a quantized cache (mKc/mVc its 8-bit data; :mod:`~cute_attention.kernels.kv_quant_append`): int8/int4 (scale,
+    # zero) pairs shaped like the cache with d -> 2, or fp8 fp32 descale factors (batch, nheads_kv)
+    mKParams: cute.Tensor | None = None
+    mVParams: cute.Tensor | None = None
+    mKDescale: cute.Tensor | None = None
+    mVDescale: cute.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -45,28 +64,45 @@ class AppendParams(KernelRecord):
     head_dim: int
     block_size: int  # 0: contiguous cache
     ops: tuple[RowOp, ...] = ()  # the prologue slot's ops on each new token's K and V vectors
+    kv_quant: KVQuant | None = None  # quantize the new tokens into a cache of this format
 
     @property
     def label(self) -> str:
         cache = f"paged {self.block_size}" if self.block_size else "contiguous"
-        return f"KV append ({self.dtype}, d{self.head_dim}, {cache})"
+        quant = f", {self.kv_quant.name}" if self.kv_quant is not None else ""
+        return f"KV append ({self.dtype}, d{self.head_dim}, {cache}{quant})"
 
     @property
     def kv_cache(self) -> KVCacheLayout:
         return PagedKVCache(self.block_size) if self.block_size else LinearKVCache()
 
-    def build(self, target: str) -> KVAppend:
+    def build(self, target: str):
+        if self.kv_quant is not None:
+            if self.ops:
+                raise NotImplementedError("row ops before a quantizing append are not built yet")
+            return KVQuantAppend(DTYPES[self.dtype], self.head_dim, self.kv_cache, self.kv_quant)
         return KVAppend(DTYPES[self.dtype], self.head_dim, self.kv_cache, self.ops)
 
     def fake_args(self) -> tuple:
-        dtype, d = DTYPES[self.dtype], self.head_dim
+        dtype, d, fmt = DTYPES[self.dtype], self.head_dim, self.kv_quant
+        block = self.block_size or None
         cache = (lambda: fake_paged(dtype, d, self.block_size)) if self.block_size else (lambda: fake_bshd(dtype, d))
+        params = descale = lambda: None
+        if fmt is not None:
+            cache = lambda: fake_quant_cache(STORAGE[fmt.kind], fmt.stored_cols(d), block)  # noqa: E731
+            if fmt.has_params:
+                params = lambda: fake_quant_params(PARAMS[fmt.param_dtype], block)  # noqa: E731
+            else:
+                descale = fake_descale
         return (AppendArgs(fake_bshd(dtype, d), fake_bshd(dtype, d), cache(), cache(),
-                           fake_int32(2) if self.block_size else None, fake_int32(1)),)
+                           fake_int32(2) if self.block_size else None, fake_int32(1), params(), params(), descale(),
+                           descale()),)
 
     @staticmethod
-    def launch_args(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens) -> tuple:
-        return (AppendArgs(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens),)
+    def launch_args(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens,
+                    kv_quant=(None, None, None, None)) -> tuple:
+        """``kv_quant``: a quantized cache's (k params, v params, k descale, v descale)."""
+        return (AppendArgs(k_new, v_new, k_cache, v_cache, block_table, cache_seqlens, *kv_quant),)
 
 
 class KVAppend:
