@@ -7,8 +7,12 @@ FlashAttention-4 (contiguous, and paged through ``flash_attn_varlen_func(page_ta
 sizes). Timed in alternation (``--rounds``, median), each timing after 0.5 s of idle GPU. The copy bandwidth
 is measured in the same process (device-to-device copy of 2 GiB, read + write bytes over time).
 
+With ``--kv-quant int8,int4,fp8`` the paged-64 cache is also quantized (``quantize_kv``, pairs in bf16) and timed
+in each format; their GB/s count the bytes actually read (data and parameters), and a second table gives each
+format's step time over the bf16 cache's (``ours:paged64``).
+
     python benchmarks/decode.py --json out.json [--cases 1x131072,256x1024] [--heads 32/8,32/32] [--config sm90]
-        [--compare VARIANT,...]
+        [--compare VARIANT,...] [--kv-quant int8,int4,fp8]
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from common import bench_interleaved, bench_ms, environment, graph_ms, runnable_only, write_json  # noqa: E402
 
-from cute_attention import REGISTRY, attention_with_kvcache  # noqa: E402
+from cute_attention import REGISTRY, attention_with_kvcache, quantize_kv  # noqa: E402
+from cute_attention.kv.quant import KVQuant  # noqa: E402
 
 DEFAULT_CASES = "1x131072,1x8192,2x65536,4x32768,8x32768,64x4096,128x1024,256x1024"
 
@@ -61,7 +66,26 @@ def peers(q, k, v, seqlens, paged):
     return fns
 
 
-def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1, d=128):
+def quantized_fns(q, paged64, seqlens, kinds, b, h_kv):
+    """``ours:paged64:KIND`` over the paged-64 cache quantized in each format, and the bytes each call reads."""
+    kc, vc, table = paged64
+    fns, nbytes = {}, {}
+    for kind in kinds:
+        (kd, kp), (vd, vp) = quantize_kv(kc, kind), quantize_kv(vc, kind)
+        if kind == "fp8":  # per-head factors of the whole cache (a paged cache has no batch dim)
+            extra = dict(k_descale=kp[:1].expand(b, -1).contiguous(), v_descale=vp[:1].expand(b, -1).contiguous())
+            fmt = KVQuant("fp8")
+        else:
+            extra = dict(k_cache_params=kp, v_cache_params=vp)
+            fmt = KVQuant(kind, "bfloat16")
+        name = f"ours:paged64:{kind}"
+        fns[name] = (lambda kd_, vd_, x_: lambda: attention_with_kvcache(q, kd_, vd_, seqlens, block_table=table,
+                                                                         **x_))(kd, vd, extra)
+        nbytes[name] = fmt.bytes_per_token_head(q.shape[-1])
+    return fns, nbytes
+
+
+def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1, d=128, kv_quant=()):
     dtype = torch.bfloat16
     g = torch.Generator(device="cuda").manual_seed(b * n + h)
     q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype, generator=g)
@@ -90,14 +114,19 @@ def run_case(b, n, h, hkv, rounds, compare=(), graph=False, config=None, sq=1, d
             fns[f"ours:paged{bs}:{config}"] = (lambda kc_, vc_, t_: lambda: attention_with_kvcache(
                 q, kc_, vc_, seqlens, block_table=t_, config=config))(kc, vc, table)
     fns.update(peers(q, k, v, seqlens, paged))
+    per_token_head = {}
+    if kv_quant:
+        qfns, per_token_head = quantized_fns(q, paged[64], seqlens, kv_quant, b, hkv)
+        fns.update(qfns)
     row = {"batch": b, "context": n, "nheads": h, "nheads_kv": hkv, "sq": sq, "head_dim": d, "results": {}}
     runnable = runnable_only(fns, row["results"])
     kv_bytes = 2 * b * n * hkv * d * 2
     # causal, bottom-right: query i sees n - sq + i + 1 keys
     flops = 4 * b * h * d * sum(n - sq + i + 1 for i in range(sq))
     for name, t in bench_interleaved(runnable, rounds=rounds).items():
-        row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": kv_bytes / (t["ms"] * 1e-3) / 1e9,
-                                "tflops": flops / (t["ms"] * 1e-3) / 1e12}
+        read = 2 * b * n * hkv * per_token_head[name] if name in per_token_head else kv_bytes
+        row["results"][name] = {"ms": t["ms"], "ms_rounds": t["ms_rounds"], "gbps": read / (t["ms"] * 1e-3) / 1e9,
+                                "tflops": flops / (t["ms"] * 1e-3) / 1e12, "bytes_read": read}
     if graph:  # GPU time only: a CUDA-graph replay of each call
         for name, fn in runnable.items():
             try:
@@ -118,7 +147,10 @@ def main():
     ap.add_argument("--config", default=None, help="also time attention_with_kvcache(config=...) on the same data")
     ap.add_argument("--sq", type=int, default=1, help="query tokens per sequence (causal)")
     ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--kv-quant", default="", help="also time the paged-64 cache quantized: comma list of int8, "
+                                                     "int4, fp8")
     args = ap.parse_args()
+    kinds = [k for k in args.kv_quant.split(",") if k]
     env = environment()
     print("env:", env)
     copy = copy_gbps()
@@ -128,7 +160,7 @@ def main():
         for case in args.cases.split(","):
             b, n = map(int, case.split("x"))
             rows.append(run_case(b, n, h, hkv, args.rounds, [c for c in args.compare.split(",") if c], args.graph,
-                                 args.config, args.sq, args.head_dim))
+                                 args.config, args.sq, args.head_dim, kinds))
     if args.json:
         write_json(args.json, {"env": env, "copy_gbps": copy, "rows": rows})
     names = sorted({n for r in rows for n in r["results"]})
@@ -147,6 +179,14 @@ def main():
                 cells.append(f"{res['tflops']:7.1f}")
         print(f"{r['nheads']:>3}/{r['nheads_kv']:<2} {r['batch']:>5} {r['context']:>7} " + " ".join(
             f"{c:>18}" for c in cells))
+    if kinds:
+        print("\nstep time over the bf16 cache's (ours:paged64)")
+        print(f"{'heads':>6} {'batch':>5} {'ctx':>7} " + " ".join(f"{k:>8}" for k in kinds))
+        for r in rows:
+            base = r["results"].get("ours:paged64", {}).get("ms")
+            cells = [r["results"].get(f"ours:paged64:{k}", {}).get("ms") for k in kinds]
+            print(f"{r['nheads']:>3}/{r['nheads_kv']:<2} {r['batch']:>5} {r['context']:>7} " + " ".join(
+                f"{c / base:8.3f}" if c and base else f"{'err':>8}" for c in cells))
 
 
 if __name__ == "__main__":

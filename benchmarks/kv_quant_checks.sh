@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quantized KV caches' GPU work in one device call of under 10 minutes (16-core H200 machine):
 #   source .device/env.sh; bash benchmarks/kv_quant_checks.sh check   # GPU tests (17 processes), then sanitizer
+#   source .device/env.sh; bash benchmarks/kv_quant_checks.sh bench   # decode grid: bf16 / int8 / int4 / fp8 caches
 # The test parts run side by side so their compiles overlap; the head-groups decode test of the cache suite rides
 # along (one process per group size). Logs land in $OUT as one parts.log (a line per part printed last).
 set -u
@@ -35,7 +36,12 @@ case "${1:-check}" in
         echo "rc=$?" >> "$OUT/part_sanitizer_$tool.log" ) &
     done
     wait ;;
-  *) echo "usage: kv_quant_checks.sh check" >&2; exit 2 ;;
+  bench)
+    ( timeout "$(( $(left) - 5 ))" python3 benchmarks/decode.py --heads 32/8 --kv-quant int8,int4,fp8 \
+        --rounds "${ROUNDS:-3}" --json "$OUT/decode_kv_quant.json" > "$OUT/part_bench.log" 2>&1
+      echo "rc=$?" >> "$OUT/part_bench.log" )
+    sed -n '/^NVIDIA\|^step time/,$p' "$OUT/part_bench.log" ;;
+  *) echo "usage: kv_quant_checks.sh check|bench" >&2; exit 2 ;;
 esac
 for f in "$OUT"/part_*.log; do
   echo "$(basename "$f" .log): $(grep -E "passed|failed|error|ERROR SUMMARY|RACECHECK SUMMARY" "$f" | tail -1) $(tail -1 "$f")"
