@@ -133,7 +133,8 @@ class KVAppend:
 
     @cute.kernel
     def kernel(self, args: AppendArgs):
-        mKnew, mVnew, mKc, mVc, mPageTable, mSeqlens = args
+        mKnew, mVnew, mKc, mVc = args.mKnew, args.mVnew, args.mKc, args.mVc
+        mPageTable, mSeqlens = args.mPageTable, args.mSeqlens
         tidx, _, _ = cute.arch.thread_idx()
         token, batch, _ = cute.arch.block_idx()
         pos = mSeqlens[batch] + token
