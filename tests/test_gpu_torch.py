@@ -71,6 +71,42 @@ def test_compile_fullgraph_kvcache_appends(graph_breaks):
     torch.testing.assert_close(lse_c, lse_e, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["int8", "fp8"])
+def test_compile_fullgraph_quantized_cache_appends(graph_breaks, kind):
+    """Over a quantized cache the op carries the parameter tensors (and declares the (scale, zero) pairs mutated:
+    the append writes them): data, pairs and result equal eager's."""
+    from cute_attention import quantize_kv
+
+    dtype, d, lengths = torch.bfloat16, 128, [3, 40, 17]
+    k_cache, v_cache, table = make_paged([n + 2 for n in lengths], 16, 2, d, dtype)
+    (kd, kp), (vd, vp) = quantize_kv(k_cache, kind, descale=None), quantize_kv(v_cache, kind, descale=None)
+    if kind == "fp8":  # per-head factors, one per (batch, head) as the kernel takes them
+        kp, vp = kp[:1].expand(3, -1).contiguous(), vp[:1].expand(3, -1).contiguous()
+        kd, _ = quantize_kv(k_cache, "fp8", descale=kp[:1])
+        vd, _ = quantize_kv(v_cache, "fp8", descale=vp[:1])
+        names = ("k_descale", "v_descale")
+    else:
+        names = ("k_cache_params", "v_cache_params")
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    q = rand(3, 2, 8, d, dtype=dtype)
+    k_new, v_new = rand(3, 2, 2, d, dtype=dtype), rand(3, 2, 2, d, dtype=dtype)
+
+    def step(q, kc, vc, kparams, vparams, lens, table, kn, vn):
+        return attention_with_kvcache(q, kc, vc, lens, block_table=table, k=kn, v=vn, return_lse=True,
+                                      **{names[0]: kparams, names[1]: vparams})
+
+    eager = [t.clone() for t in (kd, vd, kp, vp)]
+    with torch.no_grad():
+        out_e, lse_e = step(q, *eager, seqlens, table, k_new, v_new)
+        out_c, lse_c = torch.compile(step, fullgraph=True)(q, kd, vd, kp, vp, seqlens, table, k_new, v_new)
+    assert graph_breaks() == {}
+    for got, want in zip((kd, vd, kp, vp), eager):
+        assert torch.equal(got.view(torch.uint8) if got.dtype == torch.float8_e4m3fn else got,
+                           want.view(torch.uint8) if want.dtype == torch.float8_e4m3fn else want)
+    torch.testing.assert_close(out_c, out_e, atol=0, rtol=0)
+    torch.testing.assert_close(lse_c, lse_e, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("num_splits", [1, 3])
 def test_cuda_graph_prefill_replays_with_new_inputs(num_splits):
     b, s, h, hkv, d = 2, 300, 8, 2, 128

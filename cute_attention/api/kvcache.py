@@ -89,7 +89,8 @@ def attention_with_kvcache(
     check_no_grad(("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("k", k), ("v", v))
     if torch.compiler.is_compiling():
         return ops.traced_kvcache(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal,
-                                  window_size, num_splits, return_lse, out, variant, config, check_lengths)
+                                  window_size, num_splits, return_lse, out, variant, config, check_lengths,
+                                  (k_cache_params, v_cache_params, k_descale, v_descale))
     quant = (k_cache_params, v_cache_params, k_descale, v_descale)
     sig = call_signature((q, k_cache, v_cache, cache_seqlens, block_table, k, v, out, *quant),
                          (softmax_scale, causal, window_size, num_splits, return_lse, variant, config, check_lengths))

@@ -64,35 +64,41 @@ def traced_attention(q, k, v, softmax_scale, causal, window_size, return_lse, ou
 
 
 # ---- attention over a KV cache ----
-@torch.library.custom_op("cute_attention::attention_with_kvcache", mutates_args=("k_cache", "v_cache", "out"))
+@torch.library.custom_op("cute_attention::attention_with_kvcache",
+                         mutates_args=("k_cache", "v_cache", "out", "k_cache_params", "v_cache_params"))
 def kvcache_op(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor,
                block_table: torch.Tensor | None, k: torch.Tensor | None, v: torch.Tensor | None, out: torch.Tensor,
                softmax_scale: float | None, causal: bool, window_left: int, window_right: int, num_splits: int,
-               return_lse: bool, variant: str | None, config: str | None, check_lengths: bool) -> torch.Tensor:
+               return_lse: bool, variant: str | None, config: str | None, check_lengths: bool,
+               k_cache_params: torch.Tensor | None, v_cache_params: torch.Tensor | None,
+               k_descale: torch.Tensor | None, v_descale: torch.Tensor | None) -> torch.Tensor:
     from cute_attention.api.kvcache import attention_with_kvcache
 
     result = attention_with_kvcache(q, k_cache, v_cache, cache_seqlens, block_table=block_table, k=k, v=v,
                                     softmax_scale=softmax_scale, causal=causal,
                                     window_size=(window_left, window_right), num_splits=num_splits,
                                     return_lse=return_lse, out=out, variant=variant, config=config,
-                                    check_lengths=check_lengths)
+                                    check_lengths=check_lengths, k_cache_params=k_cache_params,
+                                    v_cache_params=v_cache_params, k_descale=k_descale, v_descale=v_descale)
     return _lse_or_empty(result, return_lse, q)
 
 
 @kvcache_op.register_fake
 def _(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out, softmax_scale, causal, window_left, window_right,
-      num_splits, return_lse, variant, config, check_lengths):
+      num_splits, return_lse, variant, config, check_lengths, k_cache_params, v_cache_params, k_descale, v_descale):
     b, sq, h, _ = q.shape
     return q.new_empty((b, h, sq) if return_lse else _EMPTY, dtype=torch.float32)
 
 
 def traced_kvcache(q, k_cache, v_cache, cache_seqlens, block_table, k, v, softmax_scale, causal, window_size,
-                   num_splits, return_lse, out, variant, config, check_lengths):
+                   num_splits, return_lse, out, variant, config, check_lengths, quant=(None,) * 4):
+    """``quant``: a quantized cache's (k params, v params, k descale, v descale); the pairs are written by an
+    append, so the op declares them mutated."""
     window_size = check_window(window_size)
     out = torch.empty_like(q) if out is None else out
     lse = kvcache_op(q, k_cache, v_cache, cache_seqlens, block_table, k, v, out, softmax_scale, causal,
                      window_size[0], window_size[1], num_splits, return_lse, variant_name(variant), config,
-                     check_lengths)
+                     check_lengths, *quant)
     return (out, lse) if return_lse else out
 
 
