@@ -193,3 +193,31 @@ def test_cache_batch_idx_becomes_a_block_table():
         _rows_as_pages(torch.randn(2, 40, h, d), torch.randn(2, 40, h, d), idx[:2], None, q[:2])
     with pytest.raises(TypeError, match="cache_batch_idx must be int32"):
         _rows_as_pages(kc, kc, idx.long(), None, q)
+
+
+def test_compile_traces_a_quantized_cache_through_the_op():
+    """Meta tensors: an int8 cache's (scale, zero) pairs reach the op as arguments (not dropped by the traced path)."""
+    import torch._dynamo
+
+    dev = "meta"
+    q = torch.empty(2, 1, 4, 64, device=dev, dtype=torch.bfloat16)
+    kc = torch.empty(2, 64, 2, 64, device=dev, dtype=torch.int8)
+    kp = torch.empty(2, 64, 2, 2, device=dev, dtype=torch.bfloat16)
+    lens = torch.empty(2, dtype=torch.int32, device=dev)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        out = torch.compile(lambda q, kc, kp, lens: attention_with_kvcache(q, kc, kc, lens, k_cache_params=kp,
+                                                                           v_cache_params=kp),
+                            fullgraph=True, backend=backend)(q, kc, kp, lens)
+    torch._dynamo.reset()
+    assert len(graphs) == 1 and tuple(out.shape) == (2, 1, 4, 64)
+    nodes = list(graphs[0].graph.nodes)
+    params = [n for n in nodes if n.op == "placeholder" and "kp" in n.name]  # an unused input has no placeholder
+    call = next(n for n in nodes if "attention_with_kvcache" in str(n.target))
+    assert len(params) == 1 and params[0] in call.all_input_nodes
