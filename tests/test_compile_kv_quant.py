@@ -84,3 +84,18 @@ def test_quantizing_append_compiles(fmt, block_size, d):
         assert stats.count("SHFL") > 0 and "FRND" in sass and "MUFU.RCP" in sass
     else:
         assert "F2FP.SATFINITE.E4M3" in sass or "E4M3" in sass
+
+
+def test_byte_rows_a_copy_pass_cannot_hold_are_refused():
+    """A KV tile must hold the rows one pass of the byte copy covers: int4 at d64 is 32 bytes a row, so 128 threads
+    copy 64 rows a pass, more than a 32-row tile; the 16-bit cache of the same tile is fine."""
+    import dataclasses
+
+    from cute_attention.host.registry import SM75_M64N32
+
+    for fmt, refused in ((KVQuant("int4", "bfloat16"), True), (KVQuant("int8", "bfloat16"), False), (None, False)):
+        variant = with_kv_cache(dataclasses.replace(SM75_M64N32, head_dims=(64,)), PAGED64)
+        if fmt is not None:
+            variant = with_kv_quant(variant, fmt)
+        reason = AttentionParams(variant, "float16", 64, MaskSpec(False, True)).build("sm_80").why_not("sm_80")
+        assert (reason is not None and "tile_n 32 is smaller than the 64 rows" in reason) == refused, reason

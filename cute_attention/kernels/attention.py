@@ -227,9 +227,12 @@ class AttentionKernel(AttentionKernelBase):
         if reason is not None:
             return reason
         rows_per_pass = ThreadMap(self.threads, self.head_dim, self.dtype.width).rows_per_pass
-        for name, rows in (("tile_m", self.tile_m), ("tile_n", self.tile_n)):
-            if rows < rows_per_pass:  # the copy would run past the tile in shared memory
-                return (f"{name} {rows} is smaller than the {rows_per_pass} rows one pass of {self.threads} threads "
+        kv_rows_per_pass = rows_per_pass
+        if self.kv_quant is not None:  # K/V rows of bytes: more of them a pass
+            kv_rows_per_pass = ThreadMap(self.threads, self.kv_quant.stored_cols(self.head_dim), 8).rows_per_pass
+        for name, rows, per_pass in (("tile_m", self.tile_m, rows_per_pass), ("tile_n", self.tile_n, kv_rows_per_pass)):
+            if rows < per_pass:  # the copy would run past the tile in shared memory
+                return (f"{name} {rows} is smaller than the {per_pass} rows one pass of {self.threads} threads "
                         f"copies at head_dim {self.head_dim}")
         limit = smem_capacity(target)
         if self.smem_bytes() > limit:
