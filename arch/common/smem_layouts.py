@@ -68,32 +68,3 @@ def pointer_swizzled_tile(ptr: cute.Pointer, dtype, rows: int, head_dim: int, st
     byte_shift = (dtype.width // 8).bit_length() - 1
     swizzle = cute.make_swizzle(swizzle_bits(head_dim), 3 + byte_shift, 3)
     return cute.make_tensor(cute.recast_ptr(ptr, swizzle_=swizzle, dtype=dtype), layout)
-
-
-
-def byte_atom(cols: int) -> tuple[int, int]:
-    """(bytes, swizzle bits) of the swizzle atom of a byte tile with rows of ``cols`` bytes."""
-    atoms = [(c, b) for c, b in ((128, 3), (64, 2), (32, 1), (16, 0)) if cols % c == 0]
-    if not atoms:
-        raise ValueError(f"a byte tile's rows must be a multiple of 16 bytes, got {cols}")
-    return atoms[0]
-
-
-def byte_tile(ptr: cute.Pointer, dtype, rows: int, cols: int, stages: int | None = None,
-              swizzled_pointer: bool = False) -> cute.Tensor:
-    """A swizzled tile (or ring) of an 8-bit type (a quantized cache's data): rows of ``cols`` bytes cut into atoms
-    of 128, 64, 32 or 16 bytes whose 16-byte chunks are XOR-ed with the row inside 8-row groups, as for
-    :func:`smem_tile`. ``swizzled_pointer``: the same tile with the swizzle in the pointer and a plain layout (as
-    :func:`pointer_swizzled_tile`; ``ptr`` aligned to 1 KiB), for element-wise copies out of it."""
-    if dtype.width != 8:
-        raise ValueError(f"byte_tile holds 8-bit elements, got {dtype}")
-    atom_cols, bits = byte_atom(cols)
-    plain = cute.make_layout((SMEM_ATOM_ROWS, atom_cols), stride=(atom_cols, 1))
-    shape = (rows, cols) if stages is None else (rows, cols, stages)
-    order = tuple(range(len(shape)))
-    swizzle = cute.make_swizzle(bits, 4, 3)
-    if swizzled_pointer:
-        return cute.make_tensor(cute.recast_ptr(ptr, swizzle_=swizzle, dtype=dtype),
-                                cute.tile_to_shape(plain, shape, order))
-    atom = cute.make_composed_layout(swizzle, 0, plain)
-    return cute.make_tensor(cute.recast_ptr(ptr, dtype=dtype), cute.tile_to_shape(atom, shape, order))
