@@ -74,7 +74,9 @@ def decode_quant(kind, variant=None, splits=0, sq=1, bs=64, d=128, append=False)
             new = dict(k=torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16),
                        v=torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16))
         if kind == "fp8":
-            per_head = (torch.stack((kc, vc)).float().abs().amax(dim=(1, 2, 4)) / 448.0)[:, None]
+            # per-head powers of two: e4m3 times them is exact in bf16, as the reference dequantizes
+            per_head = torch.exp2(torch.ceil(torch.log2(torch.stack((kc, vc)).float().abs().amax(dim=(1, 2, 4))
+                                                        / 448.0)))[:, None]
             (kd, kp), (vd, vp) = (quantize_kv(c, "fp8", descale=s) for c, s in ((kc, per_head[0]), (vc, per_head[1])))
             extra = dict(k_descale=per_head[0].expand(b, -1), v_descale=per_head[1].expand(b, -1))
         else:

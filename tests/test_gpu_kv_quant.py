@@ -20,18 +20,23 @@ pytestmark = pytest.mark.gpu
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def pow2(factors: torch.Tensor) -> torch.Tensor:
+    """Descale factors rounded up to powers of two: e4m3 values times them are exact in bf16, so the reference's
+    dequantized K/V are the values the kernel multiplies (it scales S and O instead of K and V)."""
+    return torch.exp2(torch.ceil(torch.log2(factors)))
+
+
 def quantized(cache: torch.Tensor, kind: str, param_dtype, paged: bool):
     """(data, params or descale, the kernel's descale argument) of ``cache``. fp8: per (batch, head) factors of a
-    contiguous cache; one factor per head (amax over the whole cache) for a paged one."""
+    contiguous cache; one factor per head (amax over the whole cache) for a paged one; powers of two."""
     if kind != "fp8":
         data, params = quantize_kv(cache, kind, param_dtype=param_dtype)
         return data, params, None
-    if not paged:
-        data, descale = quantize_kv(cache, "fp8")
-        return data, descale, descale
-    per_head = (cache.float().abs().amax(dim=(0, 1, 3)) / 448.0)[None]
-    data, descale = quantize_kv(cache, "fp8", descale=per_head)
-    return data, descale, per_head
+    dims = (1, 3) if not paged else (0, 1, 3)
+    factors = pow2(cache.float().abs().amax(dim=dims) / 448.0)
+    factors = factors if not paged else factors[None]
+    data, descale = quantize_kv(cache, "fp8", descale=factors)
+    return data, descale, factors
 
 
 def held_rows(shape, table, lengths):
