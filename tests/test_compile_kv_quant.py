@@ -86,16 +86,24 @@ def test_quantizing_append_compiles(fmt, block_size, d):
         assert "F2FP.SATFINITE.E4M3" in sass or "E4M3" in sass
 
 
-def test_byte_rows_a_copy_pass_cannot_hold_are_refused():
-    """A KV tile must hold the rows one pass of the byte copy covers: int4 at d64 is 32 bytes a row, so 128 threads
-    copy 64 rows a pass, more than a 32-row tile; the 16-bit cache of the same tile is fine."""
+def test_byte_rows_take_narrower_copies_where_a_pass_would_overrun_the_tile():
+    """A KV tile must hold the rows one pass of the byte copy covers: int4 at d96 is 48 bytes a row (three 16-byte
+    vectors: one thread a row, 128 rows a pass), so the 64-row tile copies 8 bytes at a time (64 rows a pass); int4
+    at d64 in a 32-row tile likewise; int8 keeps 16-byte copies. Both compile."""
     import dataclasses
 
     from cute_attention.host.registry import SM75_M64N32
 
-    for fmt, refused in ((KVQuant("int4", "bfloat16"), True), (KVQuant("int8", "bfloat16"), False), (None, False)):
-        variant = with_kv_cache(dataclasses.replace(SM75_M64N32, head_dims=(64,)), PAGED64)
-        if fmt is not None:
-            variant = with_kv_quant(variant, fmt)
-        reason = AttentionParams(variant, "float16", 64, MaskSpec(False, True)).build("sm_80").why_not("sm_80")
-        assert (reason is not None and "tile_n 32 is smaller than the 64 rows" in reason) == refused, reason
+    narrow = with_kv_cache(dataclasses.replace(SM75_M64N32, head_dims=(64,)), PAGED64)
+    for base, d, fmt, bits in ((SM80_M64N64_WS2_PACK, 96, KVQuant("int4", "bfloat16"), 64),
+                               (SM80_M64N64_WS2_PACK, 96, KVQuant("int8", "bfloat16"), 128),
+                               (narrow, 64, KVQuant("int4", "bfloat16"), 64)):
+        params = AttentionParams(with_kv_quant(with_kv_cache(base, PAGED64), fmt), "float16", d, MaskSpec(False, True))
+        kernel = params.build("sm_80")
+        assert kernel.why_not("sm_80") is None
+        assert kernel.kv_thread_map().access_bits == bits and kernel.kv_thread_map().rows_per_pass <= kernel.tile_n
+    key = CompileKey.of(AttentionParams(with_kv_quant(with_kv_cache(SM80_M64N64_WS2_PACK, PAGED64),
+                                                      KVQuant("int4", "bfloat16")), "bfloat16", 96,
+                                        MaskSpec(False, True)), "sm_90a")
+    sass = disassemble(CACHE.get(key).cubin)
+    assert "LDGSTS.E.LTC128B.64" in sass  # the 8-byte data copies

@@ -229,7 +229,7 @@ class AttentionKernel(AttentionKernelBase):
         rows_per_pass = ThreadMap(self.threads, self.head_dim, self.dtype.width).rows_per_pass
         kv_rows_per_pass = rows_per_pass
         if self.kv_quant is not None:  # K/V rows of bytes: more of them a pass
-            kv_rows_per_pass = ThreadMap(self.threads, self.kv_quant.stored_cols(self.head_dim), 8).rows_per_pass
+            kv_rows_per_pass = self.kv_thread_map().rows_per_pass
         for name, rows, per_pass in (("tile_m", self.tile_m, rows_per_pass), ("tile_n", self.tile_n, kv_rows_per_pass)):
             if rows < per_pass:  # the copy would run past the tile in shared memory
                 return (f"{name} {rows} is smaller than the {per_pass} rows one pass of {self.threads} threads "
@@ -272,6 +272,13 @@ class AttentionKernel(AttentionKernelBase):
         else:
             self.body(args, work, tidx)
 
+    def kv_thread_map(self) -> ThreadMap:
+        """A quantized cache's byte rows: 16-byte copies, or 8 / 4 where a pass of 16-byte ones would cover more
+        rows than the KV tile holds (int4 rows are half as long: d96 is 48 bytes, three vectors a row)."""
+        cols = self.kv_quant.stored_cols(self.head_dim)
+        maps = [ThreadMap(self.threads, cols, 8, bits) for bits in (128, 64, 32)]
+        return next((m for m in maps if m.rows_per_pass <= self.tile_n), maps[0])
+
     def kv_tiles(self, args: AttentionArgs, work) -> tuple:
         """The K/V gmem iterator and this CTA's K and V tiles: ``(tile_n, head_dim, tiles)`` tensors or a paged
         cache's row sources; for an int8/int4 cache the combined iterator and (data, params) pairs."""
@@ -281,7 +288,8 @@ class AttentionKernel(AttentionKernelBase):
             return (it, *(cache.tiles(m, work.batch, work.kv_head, self.tile_n, self.head_dim, args.mPageTable)
                           for m in (work.mK, work.mV)))
         cols = fmt.stored_cols(self.head_dim)
-        it = self.mainloop.gmem_iterator(STORAGE[fmt.kind], self.tile_n, cols, self.threads)
+        it = self.mainloop.gmem_iterator(STORAGE[fmt.kind], self.tile_n, cols, self.threads,
+                                         self.kv_thread_map().access_bits)
         gK, gV = (cache.tiles(m, work.batch, work.kv_head, self.tile_n, cols, args.mPageTable)
                   for m in (work.mK, work.mV))
         if not fmt.has_params:
