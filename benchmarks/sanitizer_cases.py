@@ -35,25 +35,37 @@ def prefill(variant=None, dtype=torch.bfloat16, d=128, **kw):
     return run
 
 
+B, H, HKV = 2, 16, 4
+LENS = (57, 130)
+
+
+def paged_case(sq, bs, d):
+    """q, a paged cache (K, V) holding sequences of LENS tokens (+ room for ``sq`` appended) in randomly permuted
+    blocks, its table and lengths."""
+    q = torch.randn(B, sq, H, d, device="cuda", dtype=torch.bfloat16)
+    blocks_per_seq = -(-(max(LENS) + sq + 16) // bs)
+    nblocks = B * blocks_per_seq + 4
+    kc, vc = (torch.randn(nblocks, bs, HKV, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    table = torch.randperm(nblocks, device="cuda", dtype=torch.int32)[:B * blocks_per_seq].view(B, -1)
+    lens = torch.tensor(LENS, device="cuda", dtype=torch.int32)
+    return q, kc, vc, table, lens
+
+
+def gathered(cache, table, i, n):
+    """(1, n, HKV, d) rows of sequence ``i`` of a paged cache."""
+    bs = cache.shape[1]
+    return cache[table[i, : (n + bs - 1) // bs].long()].reshape(-1, *cache.shape[2:])[:n][None]
+
+
 def decode_paged(variant=None, splits=0, append=True, config=None, sq=1, bs=16, d=128):
     def run():
-        b, h, hkv = 2, 16, 4
-        q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
-        blocks_per_seq = -(-(130 + sq + 16) // bs)
-        nblocks = 2 * blocks_per_seq + 4
-        kc, vc = (torch.randn(nblocks, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        table = torch.randperm(nblocks, device="cuda", dtype=torch.int32)[:2 * blocks_per_seq].view(b, -1)
-        lens = torch.tensor([57, 130], device="cuda", dtype=torch.int32)
-        kn, vn = (torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        q, kc, vc, table, lens = paged_case(sq, bs, d)
+        kn, vn = (torch.randn(B, sq, HKV, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         out = attention_with_kvcache(q, kc, vc, lens, block_table=table, k=kn if append else None,
                                      v=vn if append else None, num_splits=splits, variant=variant, config=config)
-        total = lens + (sq if append else 0)
-        for i in range(b):
-            n = int(total[i])
-            blocks = table[i, : (n + bs - 1) // bs].long()
-            kk = kc[blocks].reshape(-1, hkv, d)[:n][None]
-            vv = vc[blocks].reshape(-1, hkv, d)[:n][None]
-            ref, _ = attention_ref(q[i:i + 1], kk, vv, causal=True)
+        for i in range(B):
+            n = int(lens[i]) + (sq if append else 0)
+            ref, _ = attention_ref(q[i:i + 1], gathered(kc, table, i, n), gathered(vc, table, i, n), causal=True)
             assert (out[i:i + 1].float() - ref).abs().max().item() < 2e-2
     return run
 
@@ -62,35 +74,27 @@ def decode_quant(kind, variant=None, splits=0, sq=1, bs=64, d=128, append=False)
     """Decode (or prefill rows) over a paged quantized cache (``append``: after the quantizing append of ``sq`` new
     tokens) against the reference on the dequantized cache."""
     def run():
-        b, h, hkv = 2, 16, 4
-        q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
-        blocks_per_seq = -(-(130 + sq + 16) // bs)
-        nblocks = 2 * blocks_per_seq + 4
-        kc, vc = (torch.randn(nblocks, bs, hkv, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        table = torch.randperm(nblocks, device="cuda", dtype=torch.int32)[:2 * blocks_per_seq].view(b, -1)
-        lens = torch.tensor([57, 130], device="cuda", dtype=torch.int32)
+        q, kc, vc, table, lens = paged_case(sq, bs, d)
         new = {}
         if append:
-            new = dict(k=torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16),
-                       v=torch.randn(b, sq, hkv, d, device="cuda", dtype=torch.bfloat16))
+            new = dict(k=torch.randn(B, sq, HKV, d, device="cuda", dtype=torch.bfloat16),
+                       v=torch.randn(B, sq, HKV, d, device="cuda", dtype=torch.bfloat16))
         if kind == "fp8":
             # per-head powers of two: e4m3 times them is exact in bf16, as the reference dequantizes
             per_head = torch.exp2(torch.ceil(torch.log2(torch.stack((kc, vc)).float().abs().amax(dim=(1, 2, 4))
                                                         / 448.0)))[:, None]
             (kd, kp), (vd, vp) = (quantize_kv(c, "fp8", descale=s) for c, s in ((kc, per_head[0]), (vc, per_head[1])))
-            extra = dict(k_descale=per_head[0].expand(b, -1), v_descale=per_head[1].expand(b, -1))
+            extra = dict(k_descale=per_head[0].expand(B, -1), v_descale=per_head[1].expand(B, -1))
         else:
             (kd, kp), (vd, vp) = (quantize_kv(c, kind) for c in (kc, vc))
             extra = dict(k_cache_params=kp, v_cache_params=vp)
         out = attention_with_kvcache(q, kd, vd, lens, block_table=table, num_splits=splits, variant=variant, **extra,
                                      **new)
         kq, vq = (dequantize_kv(x, p).to(torch.bfloat16) for x, p in ((kd, kp), (vd, vp)))
-        for i in range(b):
+        for i in range(B):
             n = int(lens[i]) + (sq if append else 0)
-            blocks = table[i, : (n + bs - 1) // bs].long()
-            kk = kq[blocks].reshape(-1, hkv, d)[:n][None]
-            vv = vq[blocks].reshape(-1, hkv, d)[:n][None]
-            ok, err, bound = tolerance_check(out[i:i + 1], q[i:i + 1], kk, vv, causal=True)
+            ok, err, bound = tolerance_check(out[i:i + 1], q[i:i + 1], gathered(kq, table, i, n),
+                                             gathered(vq, table, i, n), causal=True)
             assert ok, (err, bound)
     return run
 

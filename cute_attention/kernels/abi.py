@@ -16,6 +16,8 @@ import cutlass
 import cutlass.cute as cute
 from cutlass.cute.runtime import make_fake_tensor
 
+from cute_attention.arch.common.kv_dequant import PARAMS, STORAGE
+
 DTYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
 ALIGN_BYTES = 16
 STRIDE_DIVISIBILITY = 8  # elements of a 16-bit type per 16 bytes
@@ -88,6 +90,20 @@ def fake_descale():
     """fp32 ``(batch, nheads_kv)`` descale factors of an fp8 cache (any strides: 0 broadcasts one factor)."""
     return make_fake_tensor(cutlass.Float32, (cute.sym_int(), cute.sym_int()),
                             stride=(cute.sym_int64(), cute.sym_int64()), assumed_align=4)
+
+
+def fake_cache_fields(dtype, head_dim: int, block_size: int, kv_quant) -> tuple:
+    """Makers of a K or V cache's fakes, each called once per tensor: (data, int8/int4 (scale, zero) pairs or None,
+    fp8 descale factors or None). ``block_size`` 0: a contiguous cache; ``kv_quant``: its format or None (16-bit)."""
+    block = block_size or None
+    none = lambda: None  # noqa: E731
+    if kv_quant is None:
+        data = (lambda: fake_paged(dtype, head_dim, block_size)) if block else (lambda: fake_bshd(dtype, head_dim))
+        return data, none, none
+    data = lambda: fake_quant_cache(STORAGE[kv_quant.kind], kv_quant.stored_cols(head_dim), block)  # noqa: E731
+    if not kv_quant.has_params:
+        return data, none, fake_descale
+    return data, lambda: fake_quant_params(PARAMS[kv_quant.param_dtype], block), none
 
 
 def fake_int32(rank: int):

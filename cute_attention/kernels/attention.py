@@ -51,13 +51,10 @@ from cute_attention.kernels.abi import (
     DTYPES,
     KernelRecord,
     fake_bshd,
-    fake_descale,
+    fake_cache_fields,
     fake_int32,
     fake_lse,
-    fake_paged,
     fake_partial_o,
-    fake_quant_cache,
-    fake_quant_params,
     runtime,
 )
 from cute_attention.kernels.attention_ws import AttentionKernelWS
@@ -146,16 +143,9 @@ class AttentionParams(KernelRecord):
 
     def fake_args(self) -> tuple:
         """Symbolic arguments of a compile (everything but the stream)."""
-        dtype, d, cache, fmt = DTYPES[self.dtype], self.head_dim, self.variant.kv_cache, self.variant.kv_quant
-        kv = (lambda: fake_paged(dtype, d, cache.block_size)) if cache.paged else (lambda: fake_bshd(dtype, d))
-        block = cache.block_size if cache.paged else None
-        kv_params = kv_descale = lambda: None
-        if fmt is not None:
-            kv = lambda: fake_quant_cache(STORAGE[fmt.kind], fmt.stored_cols(d), block)  # noqa: E731
-            if fmt.has_params:
-                kv_params = lambda: fake_quant_params(PARAMS[fmt.param_dtype], block)  # noqa: E731
-            else:
-                kv_descale = fake_descale
+        dtype, d, cache = DTYPES[self.dtype], self.head_dim, self.variant.kv_cache
+        kv, kv_params, kv_descale = fake_cache_fields(dtype, d, cache.block_size if cache.paged else 0,
+                                                      self.variant.kv_quant)
         args = AttentionArgs(
             mQ=fake_bshd(dtype, d),
             mK=kv(),

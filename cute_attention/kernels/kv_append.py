@@ -18,18 +18,8 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32
 
-from cute_attention.arch.common.kv_dequant import PARAMS, STORAGE
 from cute_attention.core.contracts import KVCacheLayout, RowOp
-from cute_attention.kernels.abi import (
-    DTYPES,
-    KernelRecord,
-    fake_bshd,
-    fake_descale,
-    fake_int32,
-    fake_paged,
-    fake_quant_cache,
-    fake_quant_params,
-)
+from cute_attention.kernels.abi import DTYPES, KernelRecord, fake_bshd, fake_cache_fields, fake_int32
 from cute_attention.kernels.kv_quant_append import KVQuantAppend
 from cute_attention.kernels.prologue import TokenRows, apply_ops
 from cute_attention.kv import LinearKVCache, PagedKVCache
@@ -84,16 +74,8 @@ class AppendParams(KernelRecord):
         return KVAppend(DTYPES[self.dtype], self.head_dim, self.kv_cache, self.ops)
 
     def fake_args(self) -> tuple:
-        dtype, d, fmt = DTYPES[self.dtype], self.head_dim, self.kv_quant
-        block = self.block_size or None
-        cache = (lambda: fake_paged(dtype, d, self.block_size)) if self.block_size else (lambda: fake_bshd(dtype, d))
-        params = descale = lambda: None
-        if fmt is not None:
-            cache = lambda: fake_quant_cache(STORAGE[fmt.kind], fmt.stored_cols(d), block)  # noqa: E731
-            if fmt.has_params:
-                params = lambda: fake_quant_params(PARAMS[fmt.param_dtype], block)  # noqa: E731
-            else:
-                descale = fake_descale
+        dtype, d = DTYPES[self.dtype], self.head_dim
+        cache, params, descale = fake_cache_fields(dtype, d, self.block_size, self.kv_quant)
         return (AppendArgs(fake_bshd(dtype, d), fake_bshd(dtype, d), cache(), cache(),
                            fake_int32(2) if self.block_size else None, fake_int32(1), params(), params(), descale(),
                            descale()),)
