@@ -156,19 +156,69 @@ class FragmentImpl(WarpGroupImpl):
 
     # ---- per-CTA setup ----
     @cute.jit
-    def make_state(self, tidx: Int32, sQ: cute.Tensor, sKV, scratch: cute.Pointer | None) -> FragmentState:
-        """Q's partitions and copies, the score / output coordinates, and K/V's: ldmatrix partitions of the 16-bit
-        ring, or over a quantized ring (``sKV`` then :meth:`KVDequant.ring`'s) the dequant step's."""
+    def make_state(self, tidx: Int32, sQ: cute.Tensor, sKV: cute.Tensor, scratch: cute.Pointer | None) -> FragmentState:
+        tiled_mma = self.tiled_mma()
+        tq = tidx % self.group_threads
+        ws = tidx // self.group_threads
+        if cutlass.const_expr(self.dequant is not None):
+            return self.make_quant_state(tidx, sQ, sKV)
+        if cutlass.const_expr(self.warps_s > 1):
+            # (slice_n, D, slot): this group's rows of every K/V ring slot
+            sKV = cute.local_tile(sKV, (self.slice_n, self.head_dim, sKV.shape[2]), (ws, 0, 0))
+        sVt = transposed_view(sKV)
+        thr_mma = tiled_mma.get_slice(tq)
+        tSrQ = thr_mma.make_fragment_A(thr_mma.partition_A(sQ))
+        tSrK = thr_mma.make_fragment_B(thr_mma.partition_B(sKV[None, None, 0]))
+        tOrVt = thr_mma.make_fragment_B(thr_mma.partition_B(sVt[None, None, 0]))
+        ldsm = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=4)
+        ldsm_t = warp.LdMatrix8x8x16bOp(transpose=True, num_matrices=4)
+        # A (16 rows × perm_k per warp) holds perm_k / 4 8x8 matrices
+        ldsm_a = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=self.perm_nk[1] // 4)
+        copy_Q = cute.make_tiled_copy_A(cute.make_copy_atom(ldsm_a, self.dtype), tiled_mma).get_slice(tq)
+        copy_K = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm, self.dtype), tiled_mma).get_slice(tq)
+        copy_V = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm_t, self.dtype), tiled_mma).get_slice(tq)
+        cS = cute.make_identity_tensor((self.tile_m, self.slice_n))
+        cO = cute.make_identity_tensor((self.tile_m, self.head_dim))
+        return FragmentState(
+            tq=tq,
+            ws=ws,
+            thr_mma=thr_mma,
+            tSrQ=tSrQ,
+            tSrK=tSrK,
+            tOrVt=tOrVt,
+            tSsQ=copy_Q.partition_S(sQ),
+            tSsK=copy_K.partition_S(sKV),
+            tOsVt=copy_V.partition_S(sVt),
+            copy_Q=copy_Q,
+            copy_K=copy_K,
+            copy_V=copy_V,
+            tScS_mn=self.rows_cols_view(thr_mma.partition_C(cS)),
+            t0ScS_mn=self.rows_cols_view(tiled_mma.get_slice(0).partition_C(cS)),
+            tOcO_mn=self.rows_cols_view(thr_mma.partition_C(cO)),
+        )
+
+    def make_quant_state(self, tidx: Int32, sQ: cute.Tensor, ring) -> FragmentState:
+        """:meth:`make_state` over a quantized ring: K/V fragments are filled by the dequant step, Q's as usual."""
         tiled_mma = self.tiled_mma()
         tq = tidx % self.group_threads
         ws = tidx // self.group_threads
         thr_mma = tiled_mma.get_slice(tq)
-        tSrQ = thr_mma.make_fragment_A(thr_mma.partition_A(sQ))
-        if cutlass.const_expr(self.dequant is not None):
-            kv = self.quant_kv_state(thr_mma, ws, sKV)
-        else:
-            kv = self.ldsm_kv_state(tiled_mma, thr_mma, tq, ws, sKV)
-        # A (16 rows × perm_k per warp) holds perm_k / 4 8x8 matrices
+        ops = []
+        for transposed in (False, True):
+            views = self.dequant.operand_views(ring, transposed)
+            sliced = []
+            for view in views:
+                if cutlass.const_expr(view is not None and self.warps_s > 1):
+                    # this group's rows of every slot
+                    slots = cute.size(view.shape[2])
+                    tiler = (self.head_dim, self.slice_n, slots) if transposed else (self.slice_n, self.head_dim, slots)
+                    view = cute.local_tile(view, tiler, (0, ws, 0) if transposed else (ws, 0, 0))
+                sliced.append(view)
+            shape = (self.head_dim, self.slice_n) if transposed else (self.slice_n, self.head_dim)
+            # (MMA, MMA_N, MMA_K, slot) partitions of data, scale, zero; (MMA, MMA_N, MMA_K) coordinates
+            q, scale, zero = (thr_mma.partition_B(v) if v is not None else None for v in sliced)
+            coords = thr_mma.partition_B(cute.make_identity_tensor(shape))
+            ops.append(QuantOperand(q, scale, zero, coords))
         ldsm_a = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=self.perm_nk[1] // 4)
         copy_Q = cute.make_tiled_copy_A(cute.make_copy_atom(ldsm_a, self.dtype), tiled_mma).get_slice(tq)
         cS = cute.make_identity_tensor((self.tile_m, self.slice_n))
@@ -177,48 +227,21 @@ class FragmentImpl(WarpGroupImpl):
             tq=tq,
             ws=ws,
             thr_mma=thr_mma,
-            tSrQ=tSrQ,
+            tSrQ=thr_mma.make_fragment_A(thr_mma.partition_A(sQ)),
+            tSrK=cute.make_rmem_tensor(thr_mma.partition_shape_B((self.slice_n, self.head_dim)), self.dtype),
+            tOrVt=cute.make_rmem_tensor(thr_mma.partition_shape_B((self.head_dim, self.slice_n)), self.dtype),
             tSsQ=copy_Q.partition_S(sQ),
+            tSsK=None,
+            tOsVt=None,
             copy_Q=copy_Q,
+            copy_K=None,
+            copy_V=None,
             tScS_mn=self.rows_cols_view(thr_mma.partition_C(cS)),
             t0ScS_mn=self.rows_cols_view(tiled_mma.get_slice(0).partition_C(cS)),
             tOcO_mn=self.rows_cols_view(thr_mma.partition_C(cO)),
-            **kv,
+            quant_K=ops[0],
+            quant_V=ops[1],
         )
-
-    def ldsm_kv_state(self, tiled_mma, thr_mma, tq, ws, sKV: cute.Tensor) -> dict:
-        """K/V fragments and their ldmatrix copies (V transposed) over the 16-bit ring."""
-        if self.warps_s > 1:
-            # (slice_n, D, slot): this group's rows of every K/V ring slot
-            sKV = cute.local_tile(sKV, (self.slice_n, self.head_dim, sKV.shape[2]), (ws, 0, 0))
-        sVt = transposed_view(sKV)
-        ldsm = warp.LdMatrix8x8x16bOp(transpose=False, num_matrices=4)
-        ldsm_t = warp.LdMatrix8x8x16bOp(transpose=True, num_matrices=4)
-        copy_K = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm, self.dtype), tiled_mma).get_slice(tq)
-        copy_V = cute.make_tiled_copy_B(cute.make_copy_atom(ldsm_t, self.dtype), tiled_mma).get_slice(tq)
-        return dict(tSrK=thr_mma.make_fragment_B(thr_mma.partition_B(sKV[None, None, 0])),
-                    tOrVt=thr_mma.make_fragment_B(thr_mma.partition_B(sVt[None, None, 0])),
-                    tSsK=copy_K.partition_S(sKV), tOsVt=copy_V.partition_S(sVt), copy_K=copy_K, copy_V=copy_V)
-
-    def quant_kv_state(self, thr_mma, ws, ring) -> dict:
-        """K/V fragments (filled by the dequant step) and their partitions of a quantized ring's data, scale and
-        zero views (:class:`~cute_attention.arch.common.kv_dequant.QuantOperand`)."""
-        ops = []
-        for transposed in (False, True):
-            # (rows, d, slot) views, (d, rows, slot) for V; this group's rows of every slot
-            shape = (self.head_dim, self.slice_n) if transposed else (self.slice_n, self.head_dim)
-            views = []
-            for view in self.dequant.operand_views(ring, transposed):
-                if view is not None and self.warps_s > 1:
-                    view = cute.local_tile(view, (*shape, cute.size(view.shape[2])),
-                                           (0, ws, 0) if transposed else (ws, 0, 0))
-                views.append(view)
-            # (MMA, MMA_N, MMA_K, slot) partitions of data, scale, zero; (MMA, MMA_N, MMA_K) coordinates
-            q, scale, zero = (thr_mma.partition_B(v) if v is not None else None for v in views)
-            ops.append(QuantOperand(q, scale, zero, thr_mma.partition_B(cute.make_identity_tensor(shape))))
-        return dict(tSrK=cute.make_rmem_tensor(thr_mma.partition_shape_B((self.slice_n, self.head_dim)), self.dtype),
-                    tOrVt=cute.make_rmem_tensor(thr_mma.partition_shape_B((self.head_dim, self.slice_n)), self.dtype),
-                    tSsK=None, tOsVt=None, copy_K=None, copy_V=None, quant_K=ops[0], quant_V=ops[1])
 
     @cute.jit
     def load_q_regs(self, st: FragmentState):
